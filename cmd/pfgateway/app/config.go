@@ -1,0 +1,86 @@
+package app
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
+	"github.com/pfgateway/pfgateway/resolve"
+	"github.com/pfgateway/pfgateway/upgrade"
+)
+
+// completedConfig is what Run needs, built only from validated options.
+type completedConfig struct {
+	opts        *options.Options
+	addr        string
+	servingTLS  *tls.Config
+	clusterREST *rest.Config
+	resolver    resolve.Resolver // template: Client and Nodes are set at start
+	backend     upgrade.BackendOptions
+}
+
+// Complete validates o and loads what it points at.
+func Complete(o *options.Options) (*completedConfig, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	c := &completedConfig{opts: o, addr: net.JoinHostPort(o.Serving.BindAddress.String(), strconv.Itoa(o.Serving.SecurePort))}
+
+	cert, err := tls.LoadX509KeyPair(o.Serving.TLSCertFile, o.Serving.TLSPrivateKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert-file/--tls-private-key-file: %w", err)
+	}
+	c.servingTLS = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// HTTP/1.1 only: an HTTP/2 connection cannot be hijacked for an upgrade.
+		NextProtos: []string{"http/1.1"},
+		// Requested, not required: the authenticator verifies it, so a caller
+		// without one gets a 401 Status instead of a failed handshake.
+		ClientAuth: tls.RequestClientCert,
+	}
+
+	if o.Cluster.Kubeconfig == "" {
+		c.clusterREST, err = rest.InClusterConfig()
+	} else {
+		c.clusterREST, err = clientcmd.BuildConfigFromFlags("", o.Cluster.Kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	c.clusterREST.QPS, c.clusterREST.Burst = o.Cluster.QPS, o.Cluster.Burst
+	c.clusterREST.UserAgent = "pfgateway"
+
+	types, _ := resolve.ParseAddressTypes(o.Kubelet.PreferredAddressTypes) // validated
+	c.resolver = resolve.Resolver{AddressTypes: types, DefaultPort: int32(o.Kubelet.DefaultPort), RequireRunning: true}
+
+	kcert, err := tls.LoadX509KeyPair(o.Kubelet.ClientCertificate, o.Kubelet.ClientKey)
+	if err != nil {
+		return nil, fmt.Errorf("--kubelet-client-certificate/--kubelet-client-key: %w", err)
+	}
+	ktls := &tls.Config{Certificates: []tls.Certificate{kcert}, MinVersion: tls.VersionTLS12}
+	if o.Kubelet.CertificateAuthority != "" {
+		pem, err := os.ReadFile(o.Kubelet.CertificateAuthority)
+		if err != nil {
+			return nil, fmt.Errorf("--kubelet-certificate-authority: %w", err)
+		}
+		ktls.RootCAs = x509.NewCertPool()
+		if !ktls.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--kubelet-certificate-authority: no certificates found in %s", o.Kubelet.CertificateAuthority)
+		}
+	} else {
+		ktls.InsecureSkipVerify = true //nolint:gosec // explicit --kubelet-insecure-skip-tls-verify
+	}
+	c.backend = upgrade.BackendOptions{
+		TLS: ktls, DialTimeout: o.Kubelet.DialTimeout, KeepAlive: o.Kubelet.KeepAlive,
+		UpgradeTimeout: o.Kubelet.UpgradeTimeout, FollowRedirects: o.Kubelet.FollowRedirects, MaxRedirects: o.Kubelet.MaxRedirects,
+	}
+	return c, nil
+}

@@ -1,0 +1,173 @@
+// Package app wires pfgateway's packages into a running gateway.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/pfgateway/pfgateway/apiproxy"
+	"github.com/pfgateway/pfgateway/authn"
+	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/portforward"
+	"github.com/pfgateway/pfgateway/router"
+	"github.com/pfgateway/pfgateway/session"
+	"github.com/pfgateway/pfgateway/upgrade"
+)
+
+// cacheSyncTimeout bounds the wait for the node informer at start.
+const cacheSyncTimeout = 60 * time.Second
+
+// Gateway is a running pfgateway.
+type Gateway struct {
+	cfg      *completedConfig
+	Registry *prometheus.Registry
+	Sessions *session.Registry
+
+	listener, adminListener net.Listener
+	server, admin           *http.Server
+	ready, draining         atomic.Bool
+	authn                   *authn.ClientCert
+	informers               informers.SharedInformerFactory
+}
+
+// New builds a gateway and binds its listeners; Run serves.
+func New(c *completedConfig) (*Gateway, error) {
+	g := &Gateway{cfg: c, Registry: prometheus.NewRegistry()}
+	g.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(g.Registry)
+	g.Sessions = session.NewRegistry(m)
+
+	client, err := kubernetes.NewForConfig(c.clusterREST)
+	if err != nil {
+		return nil, fmt.Errorf("cluster client: %w", err)
+	}
+	g.informers = informers.NewSharedInformerFactory(client, 0)
+	res := c.resolver
+	res.Client, res.Nodes = client, g.informers.Core().V1().Nodes().Lister()
+
+	ro, err := apiproxy.New(map[string]*rest.Config{c.opts.Cluster.Name: c.clusterREST})
+	if err != nil {
+		return nil, err
+	}
+	if g.authn, err = authn.NewClientCert(c.opts.Serving.ClientCAFile); err != nil {
+		return nil, err
+	}
+	pf := &portforward.Handler{
+		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
+		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m},
+		Sessions:  g.Sessions,
+	}
+	handler := router.New(router.Config{
+		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
+	})
+
+	s := c.opts.Serving
+	g.server = &http.Server{
+		Handler:           handler,
+		TLSConfig:         c.servingTLS,
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		MaxHeaderBytes:    s.MaxHeaderBytes,
+		// No ReadTimeout/WriteTimeout: they would cut long port-forward streams.
+		ErrorLog: klogWriterLogger(),
+	}
+	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: s.ReadHeaderTimeout, MaxHeaderBytes: s.MaxHeaderBytes}
+
+	if g.listener, err = net.Listen("tcp", c.addr); err != nil {
+		return nil, fmt.Errorf("--secure-port: %w", err)
+	}
+	if g.adminListener, err = net.Listen("tcp", c.opts.Metrics.BindAddress); err != nil {
+		_ = g.listener.Close()
+		return nil, fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	return g, nil
+}
+
+// Addr is the client-facing address actually bound.
+func (g *Gateway) Addr() string { return g.listener.Addr().String() }
+
+// AdminAddr is the metrics/health address actually bound.
+func (g *Gateway) AdminAddr() string { return g.adminListener.Addr().String() }
+
+func (g *Gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case g.draining.Load():
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		case !g.ready.Load():
+			http.Error(w, "node cache not synced", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok"))
+		}
+	})
+	return mux
+}
+
+// Run serves until ctx ends, then drains: /readyz fails, the listener
+// closes, live sessions get the grace period, the rest are closed.
+func (g *Gateway) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.authn.Run(runCtx)
+	g.informers.Start(runCtx.Done())
+
+	errc := make(chan error, 2)
+	go func() { errc <- g.admin.Serve(g.adminListener) }()
+	go func() { errc <- g.server.ServeTLS(g.listener, "", "") }()
+	go func() {
+		syncCtx, done := context.WithTimeout(runCtx, cacheSyncTimeout)
+		defer done()
+		for typ, ok := range g.informers.WaitForCacheSync(syncCtx.Done()) {
+			if !ok {
+				klog.ErrorS(nil, "Informer cache did not sync; /readyz stays failing", "type", typ)
+				return
+			}
+		}
+		g.ready.Store(true)
+	}()
+	klog.InfoS("pfgateway serving", "address", g.Addr(), "admin", g.AdminAddr(), "cluster", g.cfg.opts.Cluster.Name)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	g.shutdown()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (g *Gateway) shutdown() {
+	g.draining.Store(true)
+	grace := g.cfg.opts.Serving.ShutdownGracePeriod
+	klog.InfoS("Shutting down", "liveSessions", g.Sessions.Len(), "gracePeriod", grace)
+	deadline := time.Now().Add(grace)
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
+	// Shutdown closes the listener and waits for ordinary requests; it does
+	// not wait for hijacked connections, which the session registry drains.
+	_ = g.server.Shutdown(sctx)
+	cancel()
+	if n := g.Sessions.Drain(time.Until(deadline)); n > 0 {
+		klog.InfoS("Closed sessions still open after the grace period", "sessions", n)
+	}
+	_ = g.server.Close()
+	_ = g.admin.Close()
+}

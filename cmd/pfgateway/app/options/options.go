@@ -1,0 +1,195 @@
+// Package options holds pfgateway's flags: one struct per concern, each with
+// defaults, flags named like the kube-apiserver's where the concept is the
+// same, and validation that names the flag at fault.
+package options
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/pfgateway/pfgateway/resolve"
+)
+
+// Options are all of pfgateway's settings.
+type Options struct {
+	Serving ServingOptions
+	Cluster ClusterOptions
+	Kubelet KubeletOptions
+	Metrics MetricsOptions
+}
+
+// ServingOptions configure the client-facing HTTPS listener.
+type ServingOptions struct {
+	BindAddress         net.IP
+	SecurePort          int
+	TLSCertFile         string
+	TLSPrivateKeyFile   string
+	ClientCAFile        string
+	ReadHeaderTimeout   time.Duration
+	IdleTimeout         time.Duration
+	MaxHeaderBytes      int
+	ShutdownGracePeriod time.Duration
+}
+
+// ClusterOptions say which cluster the gateway fronts and how it reads it.
+type ClusterOptions struct {
+	Name       string
+	Kubeconfig string
+	QPS        float32
+	Burst      int
+}
+
+// KubeletOptions configure the gateway's connections to kubelets.
+type KubeletOptions struct {
+	ClientCertificate     string
+	ClientKey             string
+	CertificateAuthority  string
+	InsecureSkipTLSVerify bool
+	PreferredAddressTypes []string
+	DefaultPort           int
+	DialTimeout           time.Duration
+	KeepAlive             time.Duration
+	UpgradeTimeout        time.Duration
+	FollowRedirects       bool
+	MaxRedirects          int
+}
+
+// MetricsOptions configure the admin listener (/metrics, /healthz, /readyz).
+type MetricsOptions struct {
+	BindAddress string
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	types := make([]string, 0, len(resolve.DefaultAddressTypes))
+	for _, t := range resolve.DefaultAddressTypes {
+		types = append(types, string(t))
+	}
+	return &Options{
+		Serving: ServingOptions{
+			BindAddress:         net.IPv4zero,
+			SecurePort:          6443,
+			ReadHeaderTimeout:   10 * time.Second,
+			IdleTimeout:         90 * time.Second,
+			MaxHeaderBytes:      64 << 10,
+			ShutdownGracePeriod: 30 * time.Second,
+		},
+		Cluster: ClusterOptions{Name: "default", QPS: 50, Burst: 100},
+		Kubelet: KubeletOptions{
+			PreferredAddressTypes: types,
+			DefaultPort:           resolve.DefaultKubeletPort,
+			DialTimeout:           10 * time.Second,
+			KeepAlive:             30 * time.Second,
+			UpgradeTimeout:        30 * time.Second,
+			MaxRedirects:          5,
+		},
+		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
+	}
+}
+
+// AddFlags registers every option on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	s := &o.Serving
+	fs.IPVar(&s.BindAddress, "bind-address", s.BindAddress, "The IP address on which to listen for --secure-port.")
+	fs.IntVar(&s.SecurePort, "secure-port", s.SecurePort, "The port on which to serve HTTPS to clients (0 picks a free port).")
+	fs.StringVar(&s.TLSCertFile, "tls-cert-file", s.TLSCertFile, "File containing the gateway's x509 serving certificate (with intermediates).")
+	fs.StringVar(&s.TLSPrivateKeyFile, "tls-private-key-file", s.TLSPrivateKeyFile, "File containing the private key matching --tls-cert-file.")
+	fs.StringVar(&s.ClientCAFile, "client-ca-file", s.ClientCAFile, "CA bundle that signs client certificates; the certificate's CN is the user name, O the groups. Reloaded on change.")
+	fs.DurationVar(&s.ReadHeaderTimeout, "read-header-timeout", s.ReadHeaderTimeout, "Maximum time to read a request's headers.")
+	fs.DurationVar(&s.IdleTimeout, "idle-timeout", s.IdleTimeout, "Maximum time a keep-alive connection may wait for its next request (does not apply to port-forward streams).")
+	fs.IntVar(&s.MaxHeaderBytes, "max-header-bytes", s.MaxHeaderBytes, "Maximum size of a request's headers.")
+	fs.DurationVar(&s.ShutdownGracePeriod, "shutdown-grace-period", s.ShutdownGracePeriod, "On SIGTERM, how long live sessions may go on before they are closed.")
+
+	c := &o.Cluster
+	fs.StringVar(&c.Name, "cluster-name", c.Name, "Name of the cluster served, as in /clusters/{name}/….")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "Kubeconfig for the cluster's API server; empty means the in-cluster service account.")
+	fs.Float32Var(&c.QPS, "kube-api-qps", c.QPS, "Queries per second to the API server.")
+	fs.IntVar(&c.Burst, "kube-api-burst", c.Burst, "Burst of queries to the API server.")
+
+	k := &o.Kubelet
+	fs.StringVar(&k.ClientCertificate, "kubelet-client-certificate", k.ClientCertificate, "Client certificate the gateway presents to kubelets (needs nodes/proxy).")
+	fs.StringVar(&k.ClientKey, "kubelet-client-key", k.ClientKey, "Private key for --kubelet-client-certificate.")
+	fs.StringVar(&k.CertificateAuthority, "kubelet-certificate-authority", k.CertificateAuthority, "CA bundle that verifies kubelet serving certificates.")
+	fs.BoolVar(&k.InsecureSkipTLSVerify, "kubelet-insecure-skip-tls-verify", k.InsecureSkipTLSVerify, "Do not verify kubelet serving certificates (unsafe; for clusters whose kubelets use self-signed certificates).")
+	fs.StringSliceVar(&k.PreferredAddressTypes, "kubelet-preferred-address-types", k.PreferredAddressTypes, "Node address types to try, in order, for the kubelet's host.")
+	fs.IntVar(&k.DefaultPort, "kubelet-port", k.DefaultPort, "Kubelet port when a node does not publish status.daemonEndpoints.kubeletEndpoint.")
+	fs.DurationVar(&k.DialTimeout, "kubelet-dial-timeout", k.DialTimeout, "Timeout for the TCP connect and TLS handshake to a kubelet.")
+	fs.DurationVar(&k.KeepAlive, "kubelet-keepalive", k.KeepAlive, "TCP keepalive period of kubelet connections.")
+	fs.DurationVar(&k.UpgradeTimeout, "kubelet-upgrade-timeout", k.UpgradeTimeout, "Timeout from dialing a kubelet to its upgrade response.")
+	fs.BoolVar(&k.FollowRedirects, "kubelet-follow-redirects", k.FollowRedirects, "Follow 302 redirects from kubelets, to the same host only.")
+	fs.IntVar(&k.MaxRedirects, "kubelet-max-redirects", k.MaxRedirects, "Maximum redirects followed with --kubelet-follow-redirects.")
+
+	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
+}
+
+// Validate returns every problem, each naming its flag.
+func (o *Options) Validate() error {
+	var errs []error
+	s := o.Serving
+	if s.SecurePort < 0 || s.SecurePort > 65535 {
+		errs = append(errs, fmt.Errorf("--secure-port %d must be between 0 and 65535", s.SecurePort))
+	}
+	errs = append(errs, fileFlag("--tls-cert-file", s.TLSCertFile), fileFlag("--tls-private-key-file", s.TLSPrivateKeyFile), fileFlag("--client-ca-file", s.ClientCAFile))
+	errs = append(errs, positive("--read-header-timeout", s.ReadHeaderTimeout), positive("--idle-timeout", s.IdleTimeout))
+	if s.MaxHeaderBytes < 4096 || s.MaxHeaderBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("--max-header-bytes %d must be between 4096 and 1048576", s.MaxHeaderBytes))
+	}
+	if s.ShutdownGracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-grace-period must not be negative"))
+	}
+	if msgs := validation.IsDNS1123Subdomain(o.Cluster.Name); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--cluster-name %q: %v", o.Cluster.Name, msgs))
+	}
+	if o.Cluster.Kubeconfig != "" {
+		errs = append(errs, fileFlag("--kubeconfig", o.Cluster.Kubeconfig))
+	}
+	if o.Cluster.QPS <= 0 || o.Cluster.Burst <= 0 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive"))
+	}
+	k := o.Kubelet
+	errs = append(errs, fileFlag("--kubelet-client-certificate", k.ClientCertificate), fileFlag("--kubelet-client-key", k.ClientKey))
+	switch {
+	case k.CertificateAuthority != "":
+		errs = append(errs, fileFlag("--kubelet-certificate-authority", k.CertificateAuthority))
+	case !k.InsecureSkipTLSVerify:
+		errs = append(errs, errors.New("--kubelet-certificate-authority is required (or set --kubelet-insecure-skip-tls-verify, which is unsafe)"))
+	}
+	if _, err := resolve.ParseAddressTypes(k.PreferredAddressTypes); err != nil {
+		errs = append(errs, fmt.Errorf("--kubelet-preferred-address-types: %w", err))
+	}
+	if k.DefaultPort < 1 || k.DefaultPort > 65535 {
+		errs = append(errs, fmt.Errorf("--kubelet-port %d must be between 1 and 65535", k.DefaultPort))
+	}
+	errs = append(errs, positive("--kubelet-dial-timeout", k.DialTimeout), positive("--kubelet-upgrade-timeout", k.UpgradeTimeout))
+	if k.MaxRedirects < 0 || k.MaxRedirects > 20 {
+		errs = append(errs, fmt.Errorf("--kubelet-max-redirects %d must be between 0 and 20", k.MaxRedirects))
+	}
+	if _, _, err := net.SplitHostPort(o.Metrics.BindAddress); err != nil {
+		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+func fileFlag(flag, path string) error {
+	if path == "" {
+		return fmt.Errorf("%s is required", flag)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%s: %v", flag, err)
+	}
+	return nil
+}
+
+func positive(flag string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s must be positive, got %v", flag, d)
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+// Package session tracks live port-forward sessions: who opened them, where
+// they go, how many bytes moved and how they ended. The registry is also how
+// shutdown drains, because http.Server.Shutdown neither waits for nor closes
+// hijacked connections.
+package session
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/klog/v2"
+
+	"github.com/pfgateway/pfgateway/metrics"
+)
+
+// Session is one port-forward request, from routing to the end of its splice.
+type Session struct {
+	ID        string
+	User      string
+	Groups    []string
+	Source    string
+	Cluster   string
+	Namespace string
+	Pod       string
+	Protocol  metrics.Protocol
+	Ports     []int32 // known before the upgrade only for the legacy WebSocket protocol
+	Start     time.Time
+
+	up, down         atomic.Int64
+	upCtr, downCtr   prometheus.Counter
+	mu               sync.Mutex // protects the fields below
+	node             string
+	upgraded         bool
+	closer           io.Closer
+	closedByRegistry bool
+
+	reg  *Registry
+	once sync.Once
+}
+
+// SetNode records the node the session was resolved to.
+func (s *Session) SetNode(node string) {
+	s.mu.Lock()
+	s.node = node
+	s.mu.Unlock()
+}
+
+// Upgraded marks the session as spliced and registers the closer the
+// registry uses to end it on shutdown. If the registry already started force-
+// closing sessions, c is closed at once.
+func (s *Session) Upgraded(c io.Closer) {
+	s.mu.Lock()
+	s.upgraded = true
+	s.closer = c
+	closeNow := s.closedByRegistry
+	s.mu.Unlock()
+	if closeNow {
+		_ = c.Close()
+	}
+}
+
+// AddUp counts n bytes relayed from the client to the kubelet.
+func (s *Session) AddUp(n int) {
+	s.up.Add(int64(n))
+	s.upCtr.Add(float64(n))
+}
+
+// AddDown counts n bytes relayed from the kubelet to the client.
+func (s *Session) AddDown(n int) {
+	s.down.Add(int64(n))
+	s.downCtr.Add(float64(n))
+}
+
+// Bytes returns the bytes relayed so far, up and down.
+func (s *Session) Bytes() (up, down int64) { return s.up.Load(), s.down.Load() }
+
+// End records the outcome, logs the session's one summary line and removes
+// it from the registry. Only the first call counts. reason is free text for
+// the log (an error message), never a metric label.
+func (s *Session) End(o metrics.Outcome, reason string) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		upgraded, node, forced := s.upgraded, s.node, s.closedByRegistry
+		s.mu.Unlock()
+		if forced && upgraded {
+			o = metrics.OutcomeClosedByGateway
+		}
+		d := time.Since(s.Start)
+		up, down := s.Bytes()
+		s.reg.metrics.SessionEnded(s.Cluster, s.Protocol, o, upgraded, d)
+		klog.InfoS("Port-forward session ended",
+			"sessionID", s.ID, "user", s.User, "groups", s.Groups, "source", s.Source,
+			"cluster", s.Cluster, "namespace", s.Namespace, "pod", s.Pod, "node", node,
+			"protocol", s.Protocol, "ports", s.Ports, "bytesUp", up, "bytesDown", down,
+			"duration", d.Round(time.Millisecond), "outcome", o, "reason", reason)
+		s.reg.remove(s)
+	})
+}
+
+// Registry holds the live sessions of one gateway process.
+type Registry struct {
+	metrics *metrics.Metrics
+
+	mu       sync.Mutex // protects the fields below
+	live     map[string]*Session
+	draining bool
+	idle     chan struct{} // closed when live becomes empty while draining
+}
+
+// NewRegistry returns an empty registry reporting to m.
+func NewRegistry(m *metrics.Metrics) *Registry {
+	return &Registry{metrics: m, live: map[string]*Session{}}
+}
+
+// ErrDraining is returned by Begin once shutdown has started.
+type ErrDraining struct{}
+
+func (ErrDraining) Error() string { return "the gateway is shutting down" }
+
+// Begin registers a new session. The caller must call End exactly once.
+func (r *Registry) Begin(s *Session) (*Session, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.draining {
+		return nil, ErrDraining{}
+	}
+	s.ID = newID()
+	if s.Start.IsZero() {
+		s.Start = time.Now()
+	}
+	s.reg = r
+	s.upCtr, s.downCtr = r.metrics.ByteCounters(s.Cluster, s.Protocol)
+	r.live[s.ID] = s
+	r.metrics.SessionStarted(s.Cluster, s.Protocol)
+	return s, nil
+}
+
+// Len returns the number of live sessions.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
+}
+
+func (r *Registry) remove(s *Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.live, s.ID)
+	if r.draining && len(r.live) == 0 && r.idle != nil {
+		close(r.idle)
+		r.idle = nil
+	}
+}
+
+// Drain refuses new sessions, waits up to grace for live ones to end by
+// themselves, then closes the rest and waits up to a further second for them
+// to finish their bookkeeping. It returns the number of sessions it closed.
+func (r *Registry) Drain(grace time.Duration) int {
+	r.mu.Lock()
+	r.draining = true
+	if len(r.live) == 0 {
+		r.mu.Unlock()
+		return 0
+	}
+	idle := make(chan struct{})
+	r.idle = idle
+	r.mu.Unlock()
+
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return 0
+	case <-t.C:
+	}
+
+	r.mu.Lock()
+	victims := make([]*Session, 0, len(r.live))
+	for _, s := range r.live {
+		victims = append(victims, s)
+	}
+	r.mu.Unlock()
+	for _, s := range victims {
+		s.mu.Lock()
+		s.closedByRegistry = true
+		c := s.closer
+		s.mu.Unlock()
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+	select {
+	case <-idle:
+	case <-time.After(time.Second):
+	}
+	return len(victims)
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

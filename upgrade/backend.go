@@ -1,0 +1,173 @@
+package upgrade
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/proxy"
+
+	"github.com/pfgateway/pfgateway/metrics"
+)
+
+// maxResponseHeaderBytes bounds what a kubelet may send before its 101.
+const maxResponseHeaderBytes = 64 << 10
+
+// errorBodyTimeout bounds reading the body of a kubelet's error answer.
+const errorBodyTimeout = 10 * time.Second
+
+// BackendOptions configure connections to kubelets.
+type BackendOptions struct {
+	// TLS carries the gateway's client certificate and the kubelet CA.
+	TLS *tls.Config
+	// DialTimeout bounds the TCP connect and the TLS handshake.
+	DialTimeout time.Duration
+	// KeepAlive is the TCP keepalive period of kubelet connections.
+	KeepAlive time.Duration
+	// UpgradeTimeout bounds the time from dialing to the kubelet's response headers.
+	UpgradeTimeout time.Duration
+	// FollowRedirects follows 302 answers from the kubelet to the same host.
+	FollowRedirects bool
+	// MaxRedirects bounds how many redirects are followed.
+	MaxRedirects int
+}
+
+// Backend dials kubelets for upgrade requests.
+type Backend struct {
+	opts      BackendOptions
+	transport *http.Transport // only a carrier of dialer and TLS config for proxy.DialURL
+}
+
+// NewBackend returns a Backend. The TLS config is cloned and forced to
+// HTTP/1.1, since an HTTP/2 connection cannot carry an upgrade.
+func NewBackend(o BackendOptions) *Backend {
+	tc := o.TLS.Clone()
+	tc.NextProtos = []string{"http/1.1"}
+	if tc.MinVersion == 0 {
+		tc.MinVersion = tls.VersionTLS12
+	}
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: o.KeepAlive}
+	return &Backend{opts: o, transport: &http.Transport{DialContext: d.DialContext, TLSClientConfig: tc}}
+}
+
+// BackendError is a failure reaching or upgrading to a kubelet.
+type BackendError struct {
+	Reason metrics.BackendErrorReason
+	Err    error
+}
+
+func (e *BackendError) Error() string { return e.Err.Error() }
+func (e *BackendError) Unwrap() error { return e.Err }
+
+// upgraded is an open kubelet connection and what it answered.
+type upgraded struct {
+	conn net.Conn
+	resp *http.Response
+	// raw holds every byte read from conn so far: the response head and any
+	// bytes the kubelet sent after it (the first SPDY frames, say).
+	raw []byte
+	// headLen is the length of the response head within raw.
+	headLen int
+}
+
+// dial sends req to the kubelet and reads its response head, following
+// same-host 302s when configured. apimachinery removed redirect following
+// from its upgrade-aware proxy in v0.24, so this loop is our own.
+func (b *Backend) dial(ctx context.Context, req *http.Request) (*upgraded, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.UpgradeTimeout)
+	defer cancel()
+	origin := req.URL
+	for redirects := 0; ; redirects++ {
+		up, err := b.roundTrip(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if up.resp.StatusCode != http.StatusFound || !b.opts.FollowRedirects {
+			return up, nil
+		}
+		_ = up.conn.Close()
+		if redirects >= b.opts.MaxRedirects {
+			return nil, &BackendError{metrics.ReasonTooManyRedirects, fmt.Errorf("stopped after %d redirects", b.opts.MaxRedirects)}
+		}
+		loc, err := up.resp.Location()
+		if err != nil {
+			return nil, &BackendError{metrics.ReasonBadResponse, fmt.Errorf("redirect without a valid Location: %v", err)}
+		}
+		if loc.Scheme != origin.Scheme || loc.Host != origin.Host {
+			return nil, &BackendError{metrics.ReasonRedirectRefused, fmt.Errorf("refusing to follow a redirect to another host (%s://%s)", loc.Scheme, loc.Host)}
+		}
+		next := req.Clone(req.Context())
+		next.URL = loc
+		next.Host = loc.Host
+		req = next
+	}
+}
+
+// roundTrip dials req.URL, writes req and reads the response head.
+func (b *Backend) roundTrip(ctx context.Context, req *http.Request) (*upgraded, error) {
+	conn, err := proxy.DialURL(ctx, req.URL, b.transport)
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("error dialing backend: %w", err))
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	if err := req.Write(conn); err != nil {
+		_ = conn.Close()
+		return nil, classify(ctx, fmt.Errorf("error sending request: %w", err))
+	}
+	var raw bytes.Buffer
+	lim := &io.LimitedReader{R: conn, N: maxResponseHeaderBytes}
+	br := bufio.NewReaderSize(io.TeeReader(lim, &raw), 4096)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		_ = conn.Close()
+		if lim.N <= 0 {
+			err = fmt.Errorf("response head larger than %d bytes", maxResponseHeaderBytes)
+		}
+		return nil, classify(ctx, fmt.Errorf("error reading upgrade response: %w", err))
+	}
+	if !stop() {
+		_ = conn.Close()
+		return nil, classify(ctx, ctx.Err())
+	}
+	up := &upgraded{conn: conn, resp: resp, raw: raw.Bytes()}
+	up.headLen = len(up.raw) - br.Buffered()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		_ = conn.SetDeadline(time.Time{})
+	} else {
+		// An error answer is passed through: its body stays readable through
+		// br, bounded by lim, and must arrive soon.
+		_ = conn.SetDeadline(time.Now().Add(errorBodyTimeout))
+	}
+	return up, nil
+}
+
+func classify(ctx context.Context, err error) error {
+	var ne net.Error
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &BackendError{metrics.ReasonTimeout, err}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) || isDial(err) {
+		return &BackendError{metrics.ReasonDial, err}
+	}
+	return &BackendError{metrics.ReasonBadResponse, err}
+}
+
+func isDial(err error) bool {
+	var oe *net.OpError
+	var te *tls.CertificateVerificationError
+	var re tls.RecordHeaderError
+	return errors.As(err, &oe) || errors.As(err, &te) || errors.As(err, &re)
+}

@@ -1,0 +1,181 @@
+// Package upgrade opens the upgraded connection to a kubelet and splices the
+// client to it: SPDY/3.1 and the legacy WebSocket channel protocol are passed
+// through byte for byte after the kubelet's 101; the SPDY-over-WebSocket
+// tunnel is unwrapped here and reaches the kubelet as SPDY, as it does
+// through the API server.
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+	"k8s.io/streaming/pkg/httpstream"
+	"k8s.io/streaming/pkg/httpstream/spdy"
+
+	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/session"
+	"github.com/pfgateway/pfgateway/status"
+)
+
+// Proxy forwards resolved port-forward requests to kubelets.
+type Proxy struct {
+	Backend *Backend
+	Metrics *metrics.Metrics
+}
+
+// Serve forwards req for session s to the kubelet at target on node, and
+// ends s. Every failure before the client's connection is upgraded is a
+// metav1.Status; after it, bytes pass untouched.
+func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Session, target *url.URL, node string) {
+	up, err := p.Backend.dial(req.Context(), backendRequest(req, s.Protocol, target, s.Ports))
+	if err != nil {
+		p.fail(w, req, s, node, err)
+		return
+	}
+	defer up.conn.Close()
+
+	if up.resp.StatusCode != http.StatusSwitchingProtocols {
+		p.passError(w, req, s, node, up)
+		return
+	}
+	if !upgradedTo(up.resp, s.Protocol) {
+		p.fail(w, req, s, node, &BackendError{metrics.ReasonBadResponse, errors.New("the 101 response lacks the expected upgrade headers")})
+		return
+	}
+	p.Metrics.ObserveBackendUpgrade(s.Cluster, s.Protocol, time.Since(s.Start))
+
+	var client io.ReadWriter
+	var clientConn io.Closer
+	if s.Protocol == metrics.ProtocolWebSocketTunnel {
+		ws, err := newUpgrader(tunnelPrefix+up.resp.Header.Get(httpstream.HeaderProtocolVersion)).Upgrade(w, req, nil)
+		if err != nil {
+			// gorilla has answered the client already.
+			p.Metrics.BackendError(s.Cluster, metrics.ReasonClientUpgrade)
+			s.End(metrics.OutcomeRejected, err.Error())
+			return
+		}
+		wc := &wsConn{ws: ws}
+		client, clientConn = wc, wc
+		if rest := up.raw[up.headLen:]; len(rest) > 0 {
+			if _, err := wc.Write(rest); err != nil {
+				_ = wc.Close()
+				s.End(metrics.OutcomeCompleted, err.Error())
+				return
+			}
+		}
+	} else {
+		conn, bufrw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			p.fail(w, req, s, node, fmt.Errorf("error hijacking connection: %w", err))
+			return
+		}
+		// The kubelet's own 101 and whatever followed it, byte for byte.
+		if _, err := conn.Write(up.raw); err != nil {
+			_ = conn.Close()
+			s.End(metrics.OutcomeCompleted, err.Error())
+			return
+		}
+		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), conn}, conn
+	}
+	s.Upgraded(closers{clientConn, up.conn})
+	err = splice(client, clientConn, up.conn, s.AddUp, s.AddDown)
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	s.End(metrics.OutcomeCompleted, reason)
+}
+
+// fail answers with a Status for err and ends the session.
+func (p *Proxy) fail(w http.ResponseWriter, req *http.Request, s *session.Session, node string, err error) {
+	var be *BackendError
+	var st error
+	switch {
+	case errors.As(err, &be) && be.Reason == metrics.ReasonTimeout:
+		st = apierrors.NewTimeoutError(fmt.Sprintf("timed out waiting for the kubelet on node %q: %v", node, err), 0)
+	case errors.As(err, &be):
+		st = apierrors.NewServiceUnavailable(fmt.Sprintf("error connecting to the kubelet on node %q: %v", node, err))
+	default:
+		st = apierrors.NewInternalError(err)
+	}
+	if be != nil {
+		p.Metrics.BackendError(s.Cluster, be.Reason)
+	}
+	klog.V(2).InfoS("Kubelet upgrade failed", "sessionID", s.ID, "node", node, "err", err)
+	status.Write(w, req, st)
+	s.End(metrics.OutcomeBackendError, err.Error())
+}
+
+// passError relays a kubelet's error answer (≥400) to the client, as the
+// API server does; any other non-101 answer is an invalid upgrade response.
+func (p *Proxy) passError(w http.ResponseWriter, req *http.Request, s *session.Session, node string, up *upgraded) {
+	code := up.resp.StatusCode
+	if code < http.StatusBadRequest {
+		p.fail(w, req, s, node, &BackendError{metrics.ReasonBadResponse, fmt.Errorf("invalid upgrade response: status code %d", code)})
+		return
+	}
+	p.Metrics.BackendError(s.Cluster, metrics.ReasonErrorStatus)
+	for k, vs := range up.resp.Header {
+		if isHopByHop(k) {
+			continue
+		}
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.WriteHeader(code)
+	_, _ = io.Copy(w, up.resp.Body)
+	s.End(metrics.OutcomeBackendRefused, fmt.Sprintf("kubelet on node %q answered %s", node, up.resp.Status))
+}
+
+func isHopByHop(h string) bool {
+	switch http.CanonicalHeaderKey(h) {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Content-Length":
+		return true
+	}
+	return false
+}
+
+// upgradedTo checks the kubelet switched to the protocol the client needs.
+func upgradedTo(resp *http.Response, p metrics.Protocol) bool {
+	if !strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderConnection)), "upgrade") {
+		return false
+	}
+	want := strings.ToLower(spdy.HeaderSpdy31)
+	if p == metrics.ProtocolWebSocketLegacy {
+		want = "websocket"
+	}
+	return strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderUpgrade)), want)
+}
+
+// clientReader reads first what the HTTP server buffered after the request.
+func clientReader(conn net.Conn, br io.Reader) io.Reader {
+	type buffered interface{ Buffered() int }
+	if b, ok := br.(buffered); ok && b.Buffered() > 0 {
+		return io.MultiReader(io.LimitReader(br, int64(b.Buffered())), conn)
+	}
+	return conn
+}
+
+type readWriter struct {
+	io.Reader
+	io.Writer
+}
+
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
