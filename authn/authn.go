@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/group"
 	"k8s.io/apiserver/pkg/authentication/request/x509"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 )
@@ -26,7 +27,9 @@ func NewClientCert(caFile string) (*ClientCert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--client-ca-file: %w", err)
 	}
-	return &ClientCert{Request: x509.NewDynamic(ca.VerifyOptions, x509.CommonNameUserConversion), ca: ca}, nil
+	// Like the API server, every authenticated user is in system:authenticated.
+	req := group.NewAuthenticatedGroupAdder(x509.NewDynamic(ca.VerifyOptions, x509.CommonNameUserConversion))
+	return &ClientCert{Request: req, ca: ca}, nil
 }
 
 // Run watches the CA file until ctx ends.

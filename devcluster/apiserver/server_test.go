@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
@@ -202,50 +203,91 @@ func (f *fixture) do(t *testing.T, method, path, accept string) *http.Response {
 	return resp
 }
 
-func TestNodeInformer(t *testing.T) {
-	f := start(t, "")
-	cs := kubernetes.NewForConfigOrDie(f.cfg)
-	factory := informers.NewSharedInformerFactory(cs, 0)
-	informer := factory.Core().V1().Nodes().Informer()
-	events := make(chan string, 100)
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { events <- "add " + obj.(*corev1.Node).Name },
-		UpdateFunc: func(_, obj any) {
-			events <- "update " + obj.(*corev1.Node).Name + " " + obj.(*corev1.Node).Labels["zone"]
-		},
-		DeleteFunc: func(obj any) {
-			if n, ok := obj.(*corev1.Node); ok {
-				events <- "delete " + n.Name
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		t.Fatal("node informer did not sync")
-	}
-	expect(t, events, "add node-1")
+// listThenWatch hides watch-list support from the reflector, which then
+// lists and watches as it did before the WatchListClient feature.
+type listThenWatch struct{ cache.ListerWatcher }
 
-	tracker := f.srv.Tracker()
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}}
-	if err := tracker.Add(node); err != nil {
-		t.Fatal(err)
+func (listThenWatch) IsWatchListSemanticsUnSupported() bool { return true }
+
+// TestNodeInformer runs a node informer both ways client-go's reflector
+// fills its cache: the watch-list stream (default since client-go 1.35) and
+// list then watch.
+func TestNodeInformer(t *testing.T) {
+	tests := []struct {
+		name      string
+		informer  func(kubernetes.Interface) (cache.SharedIndexInformer, func(<-chan struct{}), func())
+		firstPath string
+	}{
+		{
+			name: "shared informer factory",
+			informer: func(cs kubernetes.Interface) (cache.SharedIndexInformer, func(<-chan struct{}), func()) {
+				factory := informers.NewSharedInformerFactory(cs, 0)
+				return factory.Core().V1().Nodes().Informer(), factory.Start, factory.Shutdown
+			},
+			firstPath: "/api/v1/nodes?allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&",
+		},
+		{
+			name: "list then watch",
+			informer: func(cs kubernetes.Interface) (cache.SharedIndexInformer, func(<-chan struct{}), func()) {
+				lw := cache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "nodes", "", fields.Everything())
+				inf := cache.NewSharedIndexInformer(listThenWatch{lw}, &corev1.Node{}, 0, cache.Indexers{})
+				return inf, inf.Run, func() {}
+			},
+			firstPath: "/api/v1/nodes?limit=500&resourceVersion=0",
+		},
 	}
-	expect(t, events, "add node-2")
-	node.Labels = map[string]string{"zone": "b"}
-	if err := tracker.Update(corev1.SchemeGroupVersion.WithResource("nodes"), node, ""); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := start(t, "")
+			informer, run, shutdown := tt.informer(kubernetes.NewForConfigOrDie(f.cfg))
+			events := make(chan string, 100)
+			_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc: func(obj any) { events <- "add " + obj.(*corev1.Node).Name },
+				UpdateFunc: func(_, obj any) {
+					events <- "update " + obj.(*corev1.Node).Name + " " + obj.(*corev1.Node).Labels["zone"]
+				},
+				DeleteFunc: func(obj any) {
+					if n, ok := obj.(*corev1.Node); ok {
+						events <- "delete " + n.Name
+					}
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			go run(ctx.Done())
+			defer func() {
+				cancel()
+				shutdown()
+			}()
+			if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+				t.Fatal("node informer did not sync")
+			}
+			expect(t, events, "add node-1")
+
+			tracker := f.srv.Tracker()
+			nodes := corev1.SchemeGroupVersion.WithResource("nodes")
+			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}}
+			if err := tracker.Add(node); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, events, "add node-2")
+			node.Labels = map[string]string{"zone": "b"}
+			if err := tracker.Update(nodes, node, ""); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, events, "update node-2 b")
+			if err := tracker.Delete(nodes, "", "node-2"); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, events, "delete node-2")
+
+			if first := f.srv.Requests()[0].Path; !strings.HasPrefix(first, tt.firstPath) {
+				t.Errorf("first request %s, want %s...", first, tt.firstPath)
+			}
+		})
 	}
-	expect(t, events, "update node-2 b")
-	if err := tracker.Delete(corev1.SchemeGroupVersion.WithResource("nodes"), "", "node-2"); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, events, "delete node-2")
 }
 
 func expect(t *testing.T, events <-chan string, want string) {
@@ -428,5 +470,67 @@ func TestRequestsRecorded(t *testing.T) {
 	reqs[0].Header.Set("Authorization", "changed")
 	if f.srv.Requests()[0].Header.Get("Authorization") != "Bearer secret" {
 		t.Error("Requests() shares headers with the server's record")
+	}
+}
+
+// TestWatchResume checks where watches start: after a resourceVersion still
+// kept, 410 Gone once it has been compacted away, and the in-process
+// Tracker().Watch.
+func TestWatchResume(t *testing.T) {
+	f := start(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	nodesGVR := corev1.SchemeGroupVersion.WithResource("nodes")
+	nodes := kubernetes.NewForConfigOrDie(f.cfg).CoreV1().Nodes()
+	list, err := nodes.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inProcess, err := f.srv.Tracker().Watch(nodesGVR, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inProcess.Stop()
+	if err := f.srv.Tracker().Add(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-inProcess.ResultChan():
+		if ev.Type != watch.Added || ev.Object.(*corev1.Node).Name != "node-2" {
+			t.Errorf("Tracker().Watch: %s %v, want ADDED node-2", ev.Type, ev.Object)
+		}
+	case <-ctx.Done():
+		t.Fatal("Tracker().Watch: no event")
+	}
+	inProcess.Stop()
+
+	// A watch from the list's resourceVersion replays what happened since.
+	w, err := nodes.Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		if n, _ := ev.Object.(*corev1.Node); ev.Type != watch.Added || n == nil || n.Name != "node-2" {
+			t.Errorf("resumed watch: %s %v, want ADDED node-2", ev.Type, ev.Object)
+		}
+	case <-ctx.Done():
+		t.Fatal("resumed watch: no event")
+	}
+	w.Stop()
+
+	// Enough changes elsewhere push the list's resourceVersion out of history.
+	pod, err := f.srv.Tracker().Get(corev1.SchemeGroupVersion.WithResource("pods"), "default", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 * keepEvents {
+		if err := f.srv.Tracker().Update(corev1.SchemeGroupVersion.WithResource("pods"), pod, "default"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = nodes.Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+		t.Errorf("watch from compacted resourceVersion: %v, want 410 Expired", err)
 	}
 }
