@@ -70,6 +70,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 				s.End(metrics.OutcomeCompleted, err.Error())
 				return
 			}
+			s.AddDown(len(rest))
 		}
 	} else {
 		conn, bufrw, err := http.NewResponseController(w).Hijack()
@@ -83,6 +84,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 			s.End(metrics.OutcomeCompleted, err.Error())
 			return
 		}
+		s.AddDown(len(up.raw) - up.headLen)
 		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), conn}, conn
 	}
 	s.Upgraded(closers{clientConn, up.conn})

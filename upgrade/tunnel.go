@@ -54,9 +54,18 @@ type wsConn struct {
 
 var _ net.Conn = (*wsConn)(nil)
 
+// Read returns bytes of one or more frames of the current message. client-go
+// writes each SPDY frame as one message split into 4 KiB WebSocket frames;
+// reading on to the end of the message (the sender is writing it now, so
+// this does not wait on the peer's next write) gives the kubelet one TLS
+// record per message instead of one per 4 KiB frame.
 func (c *wsConn) Read(p []byte) (int, error) {
-	for {
+	n := 0
+	for n < len(p) {
 		if c.r == nil {
+			if n > 0 {
+				return n, nil
+			}
 			mt, r, err := c.ws.NextReader()
 			if err != nil {
 				if gwebsocket.IsCloseError(err, gwebsocket.CloseNormalClosure, gwebsocket.CloseGoingAway, gwebsocket.CloseNoStatusReceived) {
@@ -69,16 +78,17 @@ func (c *wsConn) Read(p []byte) (int, error) {
 			}
 			c.r = r
 		}
-		n, err := c.r.Read(p)
+		m, err := c.r.Read(p[n:])
+		n += m
 		if errors.Is(err, io.EOF) {
 			c.r = nil
-			if n > 0 {
-				return n, nil
-			}
 			continue
 		}
-		return n, err
+		if err != nil {
+			return n, err
+		}
 	}
+	return n, nil
 }
 
 func (c *wsConn) Write(p []byte) (int, error) {

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -385,8 +386,9 @@ func (s *store) publishLocked(e event) {
 		}
 		select {
 		case sub.ch <- e:
-		default:
-			s.dropLocked(sub) // too slow: end its watch rather than block writers
+		default: // too slow: end its watch rather than block writers
+			slog.Warn("fake apiserver: closing a watch that fell behind", "resource", e.gvr.Resource, "namespace", sub.ns)
+			s.dropLocked(sub)
 		}
 	}
 }
