@@ -121,7 +121,13 @@ func (p *Proxy) fail(w http.ResponseWriter, req *http.Request, s *session.Sessio
 func (p *Proxy) passError(w http.ResponseWriter, req *http.Request, s *session.Session, node string, up *upgraded) {
 	code := up.resp.StatusCode
 	if code < http.StatusBadRequest {
-		p.fail(w, req, s, node, &BackendError{metrics.ReasonBadResponse, fmt.Errorf("invalid upgrade response: status code %d", code)})
+		// The API server's upgrade-aware proxy answers this with a plain
+		// error, hence a 500 InternalError, not a 503.
+		err := fmt.Errorf("invalid upgrade response: status code %d", code)
+		p.Metrics.BackendError(s.Cluster, metrics.ReasonBadResponse)
+		klog.V(2).InfoS("Kubelet upgrade failed", "sessionID", s.ID, "node", node, "err", err)
+		status.Write(w, req, apierrors.NewInternalError(err))
+		s.End(metrics.OutcomeBackendError, err.Error())
 		return
 	}
 	p.Metrics.BackendError(s.Cluster, metrics.ReasonErrorStatus)

@@ -298,23 +298,6 @@ func (s *store) Watch(gvr schema.GroupVersionResource, ns string, opts ...metav1
 	return w, nil
 }
 
-// startOf reads where a watch starts: with a snapshot of current objects
-// (resourceVersion "" or "0", or sendInitialEvents), or after a given
-// resourceVersion.
-func startOf(o metav1.ListOptions) (snapshot bool, after *uint64, err error) {
-	if o.SendInitialEvents != nil && *o.SendInitialEvents {
-		return true, nil, nil
-	}
-	if o.ResourceVersion == "" || o.ResourceVersion == "0" {
-		return o.SendInitialEvents == nil, nil, nil
-	}
-	rv, err := strconv.ParseUint(o.ResourceVersion, 10, 64)
-	if err != nil {
-		return false, nil, apierrors.NewBadRequest(fmt.Sprintf("invalid resource version: %q", o.ResourceVersion))
-	}
-	return false, &rv, nil
-}
-
 // subscribe registers for changes to gvr in ns ("" for all namespaces) and
 // returns the events to deliver first: ADDED for every current object when
 // snapshot is set, else the recorded changes after *after. rv is the

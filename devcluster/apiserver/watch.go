@@ -2,10 +2,12 @@ package apiserver
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -112,6 +114,23 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req request,
 			return
 		}
 	}
+}
+
+// startOf reads where a watch starts: with a snapshot of current objects
+// (resourceVersion "" or "0", or sendInitialEvents), or after a given
+// resourceVersion.
+func startOf(o metav1.ListOptions) (snapshot bool, after *uint64, err error) {
+	if o.SendInitialEvents != nil && *o.SendInitialEvents {
+		return true, nil, nil
+	}
+	if o.ResourceVersion == "" || o.ResourceVersion == "0" {
+		return o.SendInitialEvents == nil, nil, nil
+	}
+	rv, err := strconv.ParseUint(o.ResourceVersion, 10, 64)
+	if err != nil {
+		return false, nil, apierrors.NewBadRequest(fmt.Sprintf("invalid resource version: %q", o.ResourceVersion))
+	}
+	return false, &rv, nil
 }
 
 // translate turns a stored change into what a watcher with these selectors

@@ -82,6 +82,9 @@ func TestTLS(t *testing.T) {
 	if n := len(f.k.Requests()); n != 0 {
 		t.Errorf("%d requests recorded from rejected clients", n)
 	}
+	if host, port, _ := net.SplitHostPort(f.k.Addr()); host != "127.0.0.1" || port != strconv.Itoa(f.k.Port()) || f.k.Port() == 0 {
+		t.Errorf("Addr %q, Port %d", f.k.Addr(), f.k.Port())
+	}
 
 	// ALPN: HTTP/2 is never negotiated, upgrades need HTTP/1.1.
 	cfg = f.clientTLS(true)
@@ -227,7 +230,7 @@ func TestCloseKillsSessions(t *testing.T) {
 	}
 	open := map[string]func(t *testing.T, f *fixture) session{
 		"websocket-v4": func(t *testing.T, f *fixture) session {
-			c, _, err := dialV4(f, "/portForward/default/demo", "port="+strconv.Itoa(echoPort), v4Protocols[0])
+			c, _, err := dialV4(f, "/portForward/default/demo", echoPort, v4Protocols[0])
 			if err != nil {
 				t.Fatal(err)
 			}
