@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,9 @@ type Outcome string
 const (
 	// OutcomeCompleted: the upgrade succeeded and the session ran to its end.
 	OutcomeCompleted Outcome = "completed"
-	// OutcomeRejected: refused before the kubelet was asked (bad request,
-	// unknown pod, pod not running, draining).
+	// OutcomeRejected: the session was refused before the kubelet was asked
+	// (unknown pod, pod not scheduled or not running). Requests refused
+	// before a session exists are counted by rejected_requests_total.
 	OutcomeRejected Outcome = "rejected"
 	// OutcomeBackendError: the kubelet could not be reached or answered badly.
 	OutcomeBackendError Outcome = "backend_error"
@@ -69,6 +71,7 @@ type Metrics struct {
 	bytes           *prometheus.CounterVec
 	backendUpgrade  *prometheus.HistogramVec
 	backendErrors   *prometheus.CounterVec
+	rejected        *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -102,7 +105,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Failures reaching or upgrading to a kubelet, by reason.",
 		}, []string{"cluster", "reason"}),
 	}
-	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors)
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "rejected_requests_total",
+		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, shutting down), by HTTP status code.",
+	}, []string{"cluster", "code"})
+	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected)
 	return m
 }
 
@@ -136,4 +143,10 @@ func (m *Metrics) ObserveBackendUpgrade(cluster string, p Protocol, d time.Durat
 // BackendError counts a failure reaching or upgrading to a kubelet.
 func (m *Metrics) BackendError(cluster string, r BackendErrorReason) {
 	m.backendErrors.WithLabelValues(cluster, string(r)).Inc()
+}
+
+// RequestRejected counts a port-forward request refused before its session
+// began. code is an HTTP status code, a small bounded set.
+func (m *Metrics) RequestRejected(cluster string, code int) {
+	m.rejected.WithLabelValues(cluster, strconv.Itoa(code)).Inc()
 }

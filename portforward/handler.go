@@ -30,6 +30,18 @@ type Handler struct {
 	Resolvers map[string]Resolver
 	Proxy     *upgrade.Proxy
 	Sessions  *session.Registry
+	Metrics   *metrics.Metrics
+}
+
+// reject answers a request refused before its session began, and counts it.
+func (h *Handler) reject(w http.ResponseWriter, req *http.Request, cluster string, err error) {
+	code := http.StatusInternalServerError
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		code = int(st.Status().Code)
+	}
+	h.Metrics.RequestRejected(cluster, code)
+	status.Write(w, req, err)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -43,13 +55,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	protocol, err := upgrade.DetectProtocol(req)
 	if err != nil {
-		status.Write(w, req, err)
+		h.reject(w, req, cluster, err)
 		return
 	}
 	var ports []int32
 	if protocol == metrics.ProtocolWebSocketLegacy {
 		if ports, err = upgrade.ParsePorts(req.URL.Query()); err != nil {
-			status.Write(w, req, err)
+			h.reject(w, req, cluster, err)
 			return
 		}
 	}
@@ -61,7 +73,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		s.User, s.Groups = u.GetName(), u.GetGroups()
 	}
 	if _, err := h.Sessions.Begin(s); err != nil {
-		status.Write(w, req, apierrors.NewServiceUnavailable(err.Error()))
+		h.reject(w, req, cluster, apierrors.NewServiceUnavailable(err.Error()))
 		return
 	}
 	target, err := resolver.Resolve(req.Context(), ns, name)

@@ -113,7 +113,15 @@ func (b *Backend) dial(ctx context.Context, req *http.Request) (*upgraded, error
 
 // roundTrip dials req.URL, writes req and reads the response head.
 func (b *Backend) roundTrip(ctx context.Context, req *http.Request) (*upgraded, error) {
-	conn, err := proxy.DialURL(ctx, req.URL, b.transport)
+	// net.Dialer.Timeout bounds only the TCP connect; DialURL's TLS
+	// handshake needs its own bound, or a kubelet that accepts and stays
+	// silent holds the request for the whole UpgradeTimeout.
+	dctx, dcancel := ctx, context.CancelFunc(func() {})
+	if b.opts.DialTimeout > 0 {
+		dctx, dcancel = context.WithTimeout(ctx, b.opts.DialTimeout)
+	}
+	conn, err := proxy.DialURL(dctx, req.URL, b.transport)
+	dcancel()
 	if err != nil {
 		return nil, classify(ctx, fmt.Errorf("error dialing backend: %w", err))
 	}

@@ -69,6 +69,7 @@ func New(c *completedConfig) (*Gateway, error) {
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
 		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m},
 		Sessions:  g.Sessions,
+		Metrics:   m,
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"net"
+	"testing"
+)
+
+// TestClientMatrix moves matrixBytes down and up through the gateway with
+// every kind of client and checks every byte, then checks the gateway counted
+// the session under the client's protocol.
+func TestClientMatrix(t *testing.T) {
+	e := newEnv(t)
+	type open func(t *testing.T) (conn net.Conn, done func())
+	viaForward := func(kind dialerKind) open {
+		return func(t *testing.T) (net.Conn, func()) {
+			f := startForward(t, dialer(t, kind, e.cfg, e.pfURL("", "hash")), hashPort)
+			c, err := f.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c, f.stop
+		}
+	}
+	viaLegacy := func(sub string) open {
+		return func(t *testing.T) (net.Conn, func()) {
+			c, resp, err := e.dialLegacy("hash", hashPort, sub, nil)
+			if err != nil {
+				t.Fatalf("legacy WebSocket dial: %v (response %v)", err, resp)
+			}
+			return c, func() {
+				if !c.portsSeen() {
+					t.Error("the server did not start both channels with the port")
+				}
+			}
+		}
+	}
+	viaKubectl := func(minor int) open {
+		return func(t *testing.T) (net.Conn, func()) {
+			addr, run, err := e.kubectlPortForward(t, kubectlBinary(t, minor), "hash", hashPort)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c, run.kill
+		}
+	}
+	tests := []struct {
+		name     string
+		open     open
+		bytes    int64
+		protocol string
+	}{
+		{name: "client-go SPDY dialer", open: viaForward(dialSPDY), bytes: matrixBytes, protocol: "spdy"},
+		{name: "client-go WebSocket tunnel dialer", open: viaForward(dialTunnel), bytes: matrixBytes, protocol: "websocket"},
+		{name: "client-go fallback dialer", open: viaForward(dialFallback), bytes: matrixBytes, protocol: "websocket"},
+		{name: "legacy WebSocket v4.channel.k8s.io", open: viaLegacy(v4Binary), bytes: matrixBytes, protocol: "websocket_legacy"},
+		{name: "legacy WebSocket v4.base64.channel.k8s.io", open: viaLegacy(v4Base64), bytes: base64Bytes, protocol: "websocket_legacy"},
+		{name: "kubectl 1.27", open: viaKubectl(27), bytes: matrixBytes, protocol: "spdy"},
+		{name: "kubectl 1.33", open: viaKubectl(33), bytes: matrixBytes, protocol: "websocket"},
+	}
+	if raceEnabled {
+		t.Logf("race detector on: %d MiB per case instead of 64 (see sizes_race_test.go)", matrixBytes>>20)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := e.scrape(t).value(mSessions, labels{"protocol": tt.protocol, "outcome": "completed"})
+			conn, done := tt.open(t)
+			res, err := transfer(t, conn, tt.bytes, tt.bytes)
+			_ = conn.Close()
+			done()
+			if err != nil {
+				return
+			}
+			t.Logf("%s: %d MiB each way in %v: %.1f MiB/s (both directions)", tt.name, tt.bytes>>20, res.elapsed.Round(1e6), res.mibps())
+			e.waitSessions(t, tt.protocol, "completed", before+1)
+			e.waitIdle(t)
+		})
+	}
+}
