@@ -37,9 +37,9 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatalf("bytes %d/%d live %d", up, down, r.Len())
 	}
 	want := map[string]float64{
-		"pfgateway_portforward_active_sessions":         0,
-		"pfgateway_portforward_sessions_total":          1,
-		"pfgateway_portforward_bytes_total":             30,
+		"pfgateway_portforward_active_sessions":          0,
+		"pfgateway_portforward_sessions_total":           1,
+		"pfgateway_portforward_bytes_total":              30,
 		"pfgateway_portforward_session_duration_seconds": 1, // sample count
 	}
 	for name, v := range want {
