@@ -6,6 +6,7 @@
 package upgrade
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -64,14 +65,6 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 		}
 		wc := &wsConn{ws: ws}
 		client, clientConn = wc, wc
-		if rest := up.raw[up.headLen:]; len(rest) > 0 {
-			if _, err := wc.Write(rest); err != nil {
-				_ = wc.Close()
-				s.End(metrics.OutcomeCompleted, err.Error())
-				return
-			}
-			s.AddDown(len(rest))
-		}
 	} else {
 		conn, bufrw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -79,16 +72,21 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 			return
 		}
 		// The kubelet's own 101 and whatever followed it, byte for byte.
-		if _, err := conn.Write(up.raw); err != nil {
+		if _, err := conn.Write(up.raw[:up.headLen]); err != nil {
 			_ = conn.Close()
 			s.End(metrics.OutcomeCompleted, err.Error())
 			return
 		}
-		s.AddDown(len(up.raw) - up.headLen)
 		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), conn}, conn
 	}
 	s.Upgraded(closers{clientConn, up.conn})
-	err = splice(client, clientConn, up.conn, s.AddUp, s.AddDown)
+	// Whatever the kubelet sent after its 101 is read first, so a frame
+	// that began there is relayed whole.
+	var backendR io.Reader = up.conn
+	if rest := up.raw[up.headLen:]; len(rest) > 0 {
+		backendR = io.MultiReader(bytes.NewReader(rest), up.conn)
+	}
+	err = splice(client, clientConn, up.conn, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown)
 	reason := ""
 	if err != nil {
 		reason = err.Error()

@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -28,19 +29,23 @@ func (c countingWriter) Write(p []byte) (int, error) {
 }
 
 // splice copies client→backend and backend→client until either direction
-// ends, then closes both, as the API server's upgrade-aware proxy does: for
-// SPDY and WebSocket the end of either connection ends the session. It
-// returns the first error that is not the ordinary end of a connection.
-func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, addUp, addDown func(int)) error {
+// ends, then closes both. With framed set, both directions carry SPDY and
+// are relayed a whole frame (or a batch of whole frames) per write.
+func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, framed bool, addUp, addDown func(int)) error {
 	errc := make(chan error, 2)
 	cp := func(dst io.Writer, src io.Reader) {
-		bp := bufPool.Get().(*[]byte)
-		_, err := io.CopyBuffer(dst, onlyReader{src}, *bp)
-		bufPool.Put(bp)
+		var err error
+		if framed {
+			err = copyFrames(dst, src)
+		} else {
+			bp := bufPool.Get().(*[]byte)
+			_, err = io.CopyBuffer(dst, onlyReader{src}, *bp)
+			bufPool.Put(bp)
+		}
 		errc <- err
 	}
 	go cp(countingWriter{backend, addUp}, client)
-	go cp(countingWriter{client, addDown}, backend)
+	go cp(countingWriter{client, addDown}, backendR)
 	err := <-errc
 	_ = clientConn.Close()
 	_ = backend.Close()
@@ -52,6 +57,61 @@ func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, addUp,
 		return nil
 	}
 	return err
+}
+
+// frameBufSize holds two maximal io.Copy-sized SPDY data frames.
+const frameBufSize = 64<<10 + 64
+
+var frameReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, frameBufSize) }}
+
+// spdyFrameLen is the length of the SPDY frame whose 8-byte header is h:
+// control and data frames both carry a 24-bit length in bytes 5–7.
+func spdyFrameLen(h []byte) int { return 8 + (int(h[5])<<16 | int(h[6])<<8 | int(h[7])) }
+
+// copyFrames relays SPDY frames from src to dst. It waits for the rest of a
+// frame once its header has arrived (the peer writes a frame's header and
+// data back to back) and writes every complete frame already buffered in
+// one call, so a 32 KiB data frame that spdystream wrote as three writes
+// (stream id, flags and length, data) leaves as one.
+func copyFrames(dst io.Writer, src io.Reader) error {
+	br := frameReaders.Get().(*bufio.Reader)
+	br.Reset(src)
+	defer func() { br.Reset(nil); frameReaders.Put(br) }()
+	for {
+		h, err := br.Peek(8)
+		if err != nil {
+			if len(h) > 0 {
+				_, _ = dst.Write(h)
+			}
+			return err
+		}
+		n := spdyFrameLen(h)
+		if n > frameBufSize {
+			// Larger than the buffer (never for data io.Copy writes): stream it.
+			if _, err := io.CopyN(dst, br, int64(n)); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := br.Peek(n); err != nil {
+			b, _ := br.Peek(br.Buffered())
+			_, _ = dst.Write(b)
+			return err
+		}
+		// Add the frames that are already complete in the buffer.
+		avail, _ := br.Peek(br.Buffered())
+		for len(avail)-n >= 8 {
+			m := spdyFrameLen(avail[n:])
+			if n+m > len(avail) {
+				break
+			}
+			n += m
+		}
+		if _, err := dst.Write(avail[:n]); err != nil {
+			return err
+		}
+		_, _ = br.Discard(n)
+	}
 }
 
 // onlyReader hides WriterTo so io.CopyBuffer uses the pooled buffer.

@@ -21,7 +21,7 @@ import (
 // prefix, and each write is one binary message.
 
 const (
-	wsBufSize = bufSize + 16 // one copy buffer plus the frame header
+	wsBufSize = frameBufSize + 16 // a batch of frames plus the WebSocket frame header
 	// closeGrace bounds the close handshake so a dead client cannot hold a session.
 	closeGrace = time.Second
 )
