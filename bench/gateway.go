@@ -23,7 +23,10 @@ const (
 	gatewayPkg = "github.com/pfgateway/pfgateway/cmd/pfgateway"
 	// profilerPkg is the gateway wrapped with a CPU profiler toggled by
 	// SIGUSR1/SIGUSR2 (see internal/gwprof); the gateway code is the same.
-	profilerPkg  = "github.com/pfgateway/pfgateway/bench/internal/gwprof"
+	profilerPkg = "github.com/pfgateway/pfgateway/bench/internal/gwprof"
+	// relayPkg is the reference relay (see internal/refrelay): a yardstick,
+	// measured like a gateway.
+	relayPkg     = "github.com/pfgateway/pfgateway/bench/internal/refrelay"
 	readyTimeout = 60 * time.Second
 	stopTimeout  = 10 * time.Second
 )
@@ -34,7 +37,12 @@ func buildGateway(dir string, profiling bool) (string, error) {
 	if profiling {
 		pkg = profilerPkg
 	}
-	out := filepath.Join(dir, "pfgateway")
+	return goBuild(dir, pkg, "pfgateway")
+}
+
+// goBuild compiles pkg into dir/name.
+func goBuild(dir, pkg, name string) (string, error) {
+	out := filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -104,37 +112,81 @@ func startGateway(name, bin, dir, profileDir string, pin bool, f devcluster.File
 		"--metrics-bind-address", g.AdminAddr,
 		"--shutdown-grace-period", "2s",
 	)
+	return g, g.start(logf, pin, g.waitReady)
+}
+
+// startRelay runs the reference relay (bin, built from relayPkg) in front of
+// the kubelet with the gateway's serving and kubelet-client certificates, and
+// waits until it accepts connections. With pin, it runs like a pinned gateway.
+func startRelay(name, bin, dir string, pin bool, f devcluster.Files, kubelet string) (*gatewayProc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	g := &gatewayProc{
+		Name:    name,
+		Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		logPath: filepath.Join(dir, name+".log"),
+		exited:  make(chan struct{}),
+	}
+	logf, err := os.Create(g.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	g.cmd = exec.Command(bin, "-listen", g.Addr, "-cert", f.ServingCert, "-key", f.ServingKey,
+		"-kubelet", kubelet, "-kubelet-cert", f.KubeletClientCert, "-kubelet-key", f.KubeletClientKey, "-ca", f.CA)
+	return g, g.start(logf, pin, func() error {
+		for deadline := time.Now().Add(readyTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			select {
+			case <-g.exited:
+				return fmt.Errorf("the relay exited before it was ready: %v", g.waitErr)
+			default:
+			}
+			if c, err := net.Dial("tcp", g.Addr); err == nil {
+				c.Close()
+				return nil
+			}
+		}
+		return fmt.Errorf("the relay was not listening within %s", readyTimeout)
+	})
+}
+
+// start runs g.cmd with its output in logf, pinned to CPU 1 with pin, and
+// waits for ready.
+func (g *gatewayProc) start(logf *os.File, pin bool, ready func() error) error {
+	name := g.Name
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
 	// The child must not outlive the benchmark, whatever ends it.
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	g.cmd.Env = os.Environ()
-	if profileDir != "" {
+	if g.profileDir != "" {
 		g.cmd.Env = append(g.cmd.Env, "PFGW_PROFILE_DIR="+g.profileTmp)
 	}
 	if pin {
 		g.cmd.Env = append(g.cmd.Env, "GOMAXPROCS=1")
 	}
 	if err := g.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the gateway: %w", err)
+		return fmt.Errorf("starting %s: %w", name, err)
 	}
 	go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
 	if pin {
 		if err := pinThreads(strconv.Itoa(g.Pid()), 1); err != nil {
 			g.Stop()
-			return nil, err
+			return err
 		}
 	}
-	if err := g.waitReady(); err != nil {
+	if err := ready(); err != nil {
 		g.Stop()
-		return nil, fmt.Errorf("gateway %s: %w\n--- its log (tail) ---\n%s", name, err, g.LogTail(20))
+		return fmt.Errorf("%s: %w\n--- its log (tail) ---\n%s", name, err, g.LogTail(20))
 	}
 	if pin { // and any thread started until now
 		if err := pinThreads(strconv.Itoa(g.Pid()), 1); err != nil {
 			g.Stop()
-			return nil, err
+			return err
 		}
 	}
-	return g, nil
+	return nil
 }
 
 func (g *gatewayProc) waitReady() error {

@@ -35,6 +35,7 @@ const (
 	dirUpload     = "upload"
 	pathDirect    = "direct"
 	pathGateway   = "gateway"
+	pathRelay     = "relay" // the reference relay, bench/internal/refrelay
 	podName       = "bench"
 )
 
@@ -47,6 +48,7 @@ type config struct {
 	profileDir              string
 	quiet                   quietGate
 	pin                     bool
+	relay                   bool
 }
 
 // gatewaySpec names a gateway binary to measure.
@@ -62,8 +64,8 @@ func (f gatewayFlag) Set(v string) error {
 	if !ok {
 		name, bin = pathGateway, v
 	}
-	if name == "" || bin == "" || name == pathDirect || strings.ContainsAny(name, "/ ") {
-		return fmt.Errorf("want NAME=PATH with a NAME other than %q and no spaces or slashes", pathDirect)
+	if name == "" || bin == "" || name == pathDirect || name == pathRelay || strings.ContainsAny(name, "/ ") {
+		return fmt.Errorf("want NAME=PATH with a NAME other than %q or %q and no spaces or slashes", pathDirect, pathRelay)
 	}
 	for _, g := range *f.specs {
 		if g.Name == name {
@@ -88,6 +90,7 @@ func main() {
 	flag.Float64Var(&c.quiet.Below, "quiet-below", 0.3, "before each measurement, wait until other processes use fewer cores than this (0: do not wait)")
 	flag.DurationVar(&c.quiet.MaxWait, "quiet-wait", 2*time.Minute, "longest wait for a quiet machine before measuring anyway")
 	flag.BoolVar(&c.pin, "pin", false, "run this process (client, kubelet, pod, floor) on CPU 0 and each gateway on CPU 1, GOMAXPROCS 1 each, so a gateway has a core of its own")
+	flag.BoolVar(&c.relay, "relay", true, "also measure the reference relay (bench/internal/refrelay), the simplest TLS-terminating relay, as the path \""+pathRelay+"\"")
 	flag.Parse()
 	var err error
 	if c.size, err = parseSize(size); err == nil {
@@ -232,7 +235,8 @@ func run(c config) error {
 }
 
 // setUp starts the dev cluster, the pod and the gateways, and returns the
-// paths to measure: "direct" first, then each gateway by name.
+// paths to measure: "direct" first, then each gateway by name, then the
+// reference relay (unless -relay=false).
 func setUp(c *config, r *results) ([]string, map[string]target, error) {
 	dir, err := os.MkdirTemp("", "pfgateway-bench-")
 	if err != nil {
@@ -246,6 +250,13 @@ func setUp(c *config, r *results) ([]string, map[string]target, error) {
 			return nil, nil, err
 		}
 		c.gateways = []gatewaySpec{{pathGateway, bin}}
+	}
+	relayBin := ""
+	if c.relay {
+		logf("building %s", relayPkg)
+		if relayBin, err = goBuild(dir, relayPkg, "refrelay"); err != nil {
+			return nil, nil, err
+		}
 	}
 	cl, err := devcluster.Start(devcluster.Options{Dir: dir})
 	if err != nil {
@@ -288,6 +299,21 @@ func setUp(c *config, r *results) ([]string, map[string]target, error) {
 		r.Gateways = append(r.Gateways, info)
 		targets[spec.Name] = target{&url.URL{Scheme: "https", Host: gw.Addr, Path: "/api/v1/namespaces/default/pods/" + podName + "/portforward"}, restCfg(gw.Addr), gw}
 		paths = append(paths, spec.Name)
+	}
+	if c.relay {
+		rl, err := startRelay(pathRelay, relayBin, dir, c.pin, cl.Files, kubelet)
+		if err != nil {
+			return nil, nil, err
+		}
+		atCleanup(func() { rl.Stop() })
+		info := gatewayInfo{Name: pathRelay, TLS: probeTLS(rl.Addr, cl, user)}
+		if info.RSSIdle, _, err = rl.Memory(); err != nil {
+			return nil, nil, err
+		}
+		logf("reference relay: pid %d listening at %s, VmRSS %s", rl.Pid(), rl.Addr, bytesString(info.RSSIdle))
+		r.Gateways = append(r.Gateways, info)
+		targets[pathRelay] = target{&url.URL{Scheme: "https", Host: rl.Addr, Path: "/api/v1/namespaces/default/pods/" + podName + "/portforward"}, restCfg(rl.Addr), rl}
+		paths = append(paths, pathRelay)
 	}
 	return paths, targets, nil
 }
