@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/pfgateway/pfgateway/certreload"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/resolve"
 	"github.com/pfgateway/pfgateway/upgrade"
@@ -21,6 +22,7 @@ type completedConfig struct {
 	opts        *options.Options
 	addr        string
 	servingTLS  *tls.Config
+	servingCert *certreload.Reloader
 	clusterREST *rest.Config
 	resolver    resolve.Resolver // template: Client and Nodes are set at start
 	backend     upgrade.BackendOptions
@@ -33,13 +35,15 @@ func Complete(o *options.Options) (*completedConfig, error) {
 	}
 	c := &completedConfig{opts: o, addr: net.JoinHostPort(o.Serving.BindAddress.String(), strconv.Itoa(o.Serving.SecurePort))}
 
-	cert, err := tls.LoadX509KeyPair(o.Serving.TLSCertFile, o.Serving.TLSPrivateKeyFile)
+	var err error
+	c.servingCert, err = certreload.New(o.Serving.TLSCertFile, o.Serving.TLSPrivateKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert-file/--tls-private-key-file: %w", err)
 	}
 	c.servingTLS = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
+		// Reloaded when the files change (certificate rotation).
+		GetCertificate: c.servingCert.GetCertificate,
+		MinVersion:     tls.VersionTLS12,
 		// HTTP/1.1 only: an HTTP/2 connection cannot be hijacked for an upgrade.
 		NextProtos: []string{"http/1.1"},
 		// Requested, not required: the authenticator verifies it, so a caller

@@ -30,6 +30,9 @@ import (
 // cacheSyncTimeout bounds the wait for the node informer at start.
 const cacheSyncTimeout = 60 * time.Second
 
+// certReloadPeriod is how often the serving certificate files are checked.
+const certReloadPeriod = 30 * time.Second
+
 // Gateway is a running pfgateway.
 type Gateway struct {
 	cfg      *completedConfig
@@ -126,6 +129,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.authn.Run(runCtx)
+	go g.cfg.servingCert.Run(runCtx, certReloadPeriod)
 	g.informers.Start(runCtx.Done())
 
 	errc := make(chan error, 2)
