@@ -62,6 +62,9 @@ func NewBackend(o BackendOptions) *Backend {
 type BackendError struct {
 	Reason metrics.BackendErrorReason
 	Err    error
+	// Internal marks failures the API server reports as 500 InternalError
+	// rather than as an unavailable kubelet.
+	Internal bool
 }
 
 func (e *BackendError) Error() string { return e.Err.Error() }
@@ -95,14 +98,14 @@ func (b *Backend) dial(ctx context.Context, req *http.Request) (*upgraded, error
 		}
 		_ = up.conn.Close()
 		if redirects >= b.opts.MaxRedirects {
-			return nil, &BackendError{metrics.ReasonTooManyRedirects, fmt.Errorf("stopped after %d redirects", b.opts.MaxRedirects)}
+			return nil, &BackendError{Reason: metrics.ReasonTooManyRedirects, Err: fmt.Errorf("stopped after %d redirects", b.opts.MaxRedirects)}
 		}
 		loc, err := up.resp.Location()
 		if err != nil {
-			return nil, &BackendError{metrics.ReasonBadResponse, fmt.Errorf("redirect without a valid Location: %v", err)}
+			return nil, &BackendError{Reason: metrics.ReasonBadResponse, Err: fmt.Errorf("redirect without a valid Location: %v", err)}
 		}
 		if loc.Scheme != origin.Scheme || loc.Host != origin.Host {
-			return nil, &BackendError{metrics.ReasonRedirectRefused, fmt.Errorf("refusing to follow a redirect to another host (%s://%s)", loc.Scheme, loc.Host)}
+			return nil, &BackendError{Reason: metrics.ReasonRedirectRefused, Err: fmt.Errorf("refusing to follow a redirect to another host (%s://%s)", loc.Scheme, loc.Host)}
 		}
 		next := req.Clone(req.Context())
 		next.URL = loc
@@ -164,13 +167,13 @@ func (b *Backend) roundTrip(ctx context.Context, req *http.Request) (*upgraded, 
 func classify(ctx context.Context, err error) error {
 	var ne net.Error
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return &BackendError{metrics.ReasonTimeout, err}
+		return &BackendError{Reason: metrics.ReasonTimeout, Err: err}
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) || isDial(err) {
-		return &BackendError{metrics.ReasonDial, err}
+		return &BackendError{Reason: metrics.ReasonDial, Err: err}
 	}
-	return &BackendError{metrics.ReasonBadResponse, err}
+	return &BackendError{Reason: metrics.ReasonBadResponse, Err: err}
 }
 
 func isDial(err error) bool {

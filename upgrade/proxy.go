@@ -48,7 +48,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 		return
 	}
 	if !upgradedTo(up.resp, s.Protocol) {
-		p.fail(w, req, s, node, &BackendError{metrics.ReasonBadResponse, errors.New("the 101 response lacks the expected upgrade headers")})
+		p.fail(w, req, s, node, &BackendError{Reason: metrics.ReasonBadResponse, Err: errors.New("the 101 response lacks the expected upgrade headers")})
 		return
 	}
 	p.Metrics.ObserveBackendUpgrade(s.Cluster, s.Protocol, time.Since(s.Start))
@@ -99,6 +99,8 @@ func (p *Proxy) fail(w http.ResponseWriter, req *http.Request, s *session.Sessio
 	var be *BackendError
 	var st error
 	switch {
+	case errors.As(err, &be) && be.Internal:
+		st = apierrors.NewInternalError(err)
 	case errors.As(err, &be) && be.Reason == metrics.ReasonTimeout:
 		st = apierrors.NewTimeoutError(fmt.Sprintf("timed out waiting for the kubelet on node %q: %v", node, err), 0)
 	case errors.As(err, &be):
@@ -121,11 +123,8 @@ func (p *Proxy) passError(w http.ResponseWriter, req *http.Request, s *session.S
 	if code < http.StatusBadRequest {
 		// The API server's upgrade-aware proxy answers this with a plain
 		// error, hence a 500 InternalError, not a 503.
-		err := fmt.Errorf("invalid upgrade response: status code %d", code)
-		p.Metrics.BackendError(s.Cluster, metrics.ReasonBadResponse)
-		klog.V(2).InfoS("Kubelet upgrade failed", "sessionID", s.ID, "node", node, "err", err)
-		status.Write(w, req, apierrors.NewInternalError(err))
-		s.End(metrics.OutcomeBackendError, err.Error())
+		p.fail(w, req, s, node, &BackendError{Reason: metrics.ReasonBadResponse, Internal: true,
+			Err: fmt.Errorf("invalid upgrade response: status code %d", code)})
 		return
 	}
 	p.Metrics.BackendError(s.Cluster, metrics.ReasonErrorStatus)
