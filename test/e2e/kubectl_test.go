@@ -17,6 +17,9 @@ import (
 // kubectlDir holds the kubectl binaries of this machine image, one per minor.
 const kubectlDir = "/usr/lib/google-cloud-sdk/bin"
 
+// dispatcherKubectl chooses one of those binaries by the server's /version.
+const dispatcherKubectl = "/usr/bin/kubectl"
+
 // kubectlBinary returns the kubectl 1.minor binary or skips the test.
 func kubectlBinary(t testing.TB, minor int) string {
 	t.Helper()
