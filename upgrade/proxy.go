@@ -6,6 +6,7 @@
 package upgrade
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -162,10 +163,9 @@ func upgradedTo(resp *http.Response, p metrics.Protocol) bool {
 }
 
 // clientReader reads first what the HTTP server buffered after the request.
-func clientReader(conn net.Conn, br io.Reader) io.Reader {
-	type buffered interface{ Buffered() int }
-	if b, ok := br.(buffered); ok && b.Buffered() > 0 {
-		return io.MultiReader(io.LimitReader(br, int64(b.Buffered())), conn)
+func clientReader(conn net.Conn, br *bufio.Reader) io.Reader {
+	if n := br.Buffered(); n > 0 {
+		return io.MultiReader(io.LimitReader(br, int64(n)), conn)
 	}
 	return conn
 }
