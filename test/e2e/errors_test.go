@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -171,16 +170,7 @@ func TestErrors(t *testing.T) {
 	})
 	t.Run("should serve kubectl with server https://gw/clusters/default", func(t *testing.T) {
 		// Discovery, the pod GET and the upgrade all go through the prefix.
-		addr, run, err := e.kubectlPortForward(t, kubectlBinary(t, 33), "hash", hashPort, "--server", e.cfg.Host+"/clusters/default")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer run.kill()
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := e.kubectlDial(t, kubectlBinary(t, 33), "hash", hashPort, "--server", e.cfg.Host+"/clusters/default")
 		transfer(t, c, 1<<20, 1<<20) //nolint:errcheck // reported by transfer
 	})
 

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -93,17 +92,8 @@ func TestCallerCredentialsStayAtTheGateway(t *testing.T) {
 	t.Run("kubectl 1.33 with --token and --as", func(t *testing.T) {
 		// kubectl sends --token as Authorization and --as/--as-group as
 		// Impersonate-* next to the kubeconfig's client certificate.
-		addr, run, err := e.kubectlPortForward(t, kubectlBinary(t, 33), "hash", hashPort,
+		c := e.kubectlDial(t, kubectlBinary(t, 33), "hash", hashPort,
 			"--token", "x", "--as", "admin", "--as-group", "system:masters")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer run.kill()
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
 		transfer(t, c, 1<<20, 1<<20) //nolint:errcheck // reported by transfer
 		kubectlRuns = 1
 	})

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -129,4 +130,21 @@ func (r *kubectlRun) wait(d time.Duration) bool {
 	case <-time.After(d):
 		return false
 	}
+}
+
+// kubectlDial runs `kubectl port-forward pod/NAME :PORT` with extra flags and
+// returns a connection to the local port; both end with the test.
+func (e *env) kubectlDial(t *testing.T, bin, pod string, port int, flags ...string) net.Conn {
+	t.Helper()
+	addr, run, err := e.kubectlPortForward(t, bin, pod, port, flags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(run.kill)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
