@@ -22,6 +22,7 @@ type Options struct {
 	Serving ServingOptions
 	Cluster ClusterOptions
 	Kubelet KubeletOptions
+	Streams StreamOptions
 	Metrics MetricsOptions
 }
 
@@ -61,6 +62,25 @@ type KubeletOptions struct {
 	MaxRedirects          int
 }
 
+// Splice modes: how an upgraded SPDY (or WebSocket-tunnelled SPDY)
+// connection is carried.
+const (
+	// SpliceStreams relays SPDY frame by frame and sees every forwarded
+	// connection (package relay).
+	SpliceStreams = "streams"
+	// SpliceOpaque copies bytes as the kube-apiserver does.
+	SpliceOpaque = "opaque"
+)
+
+// StreamOptions configure how upgraded port-forward connections are relayed.
+type StreamOptions struct {
+	SpliceMode           string
+	EarlyReply           bool
+	CreationTimeout      time.Duration
+	MaxStreamsPerSession int
+	MetricsPorts         []int
+}
+
 // MetricsOptions configure the admin listener (/metrics, /healthz, /readyz).
 type MetricsOptions struct {
 	BindAddress string
@@ -89,6 +109,11 @@ func NewOptions() *Options {
 			KeepAlive:             30 * time.Second,
 			UpgradeTimeout:        30 * time.Second,
 			MaxRedirects:          5,
+		},
+		Streams: StreamOptions{
+			SpliceMode:           SpliceStreams,
+			CreationTimeout:      30 * time.Second,
+			MaxStreamsPerSession: 512,
 		},
 		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
 	}
@@ -125,6 +150,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&k.UpgradeTimeout, "kubelet-upgrade-timeout", k.UpgradeTimeout, "Timeout from dialing a kubelet to its upgrade response.")
 	fs.BoolVar(&k.FollowRedirects, "kubelet-follow-redirects", k.FollowRedirects, "Follow 302 redirects from kubelets, to the same host only.")
 	fs.IntVar(&k.MaxRedirects, "kubelet-max-redirects", k.MaxRedirects, "Maximum redirects followed with --kubelet-follow-redirects.")
+
+	st := &o.Streams
+	fs.StringVar(&st.SpliceMode, "splice-mode", st.SpliceMode, "How SPDY and WebSocket-tunnel sessions are relayed: \"streams\" (frame by frame, with per-connection metrics, logs and policy) or \"opaque\" (a byte copy, as the kube-apiserver does). Legacy WebSocket sessions are always opaque.")
+	fs.BoolVar(&st.EarlyReply, "early-stream-reply", st.EarlyReply, "With --splice-mode=streams, answer a client's stream creation without waiting for the kubelet's reply (saves two gateway-kubelet round trips per new forwarded connection).")
+	fs.DurationVar(&st.CreationTimeout, "stream-creation-timeout", st.CreationTimeout, "With --splice-mode=streams, how long the gateway waits for a pair's second stream or the kubelet's reply before resetting the pair (the kubelet's own default is 30s).")
+	fs.IntVar(&st.MaxStreamsPerSession, "max-streams-per-session", st.MaxStreamsPerSession, "With --splice-mode=streams, the most open SPDY streams (two per forwarded connection) a session may hold; more are refused.")
+	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")
 
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
 }
@@ -170,6 +202,22 @@ func (o *Options) Validate() error {
 	errs = append(errs, positive("--kubelet-dial-timeout", k.DialTimeout), positive("--kubelet-upgrade-timeout", k.UpgradeTimeout))
 	if k.MaxRedirects < 0 || k.MaxRedirects > 20 {
 		errs = append(errs, fmt.Errorf("--kubelet-max-redirects %d must be between 0 and 20", k.MaxRedirects))
+	}
+	st := o.Streams
+	if st.SpliceMode != SpliceStreams && st.SpliceMode != SpliceOpaque {
+		errs = append(errs, fmt.Errorf("--splice-mode %q must be %q or %q", st.SpliceMode, SpliceStreams, SpliceOpaque))
+	}
+	errs = append(errs, positive("--stream-creation-timeout", st.CreationTimeout))
+	if st.MaxStreamsPerSession < 2 || st.MaxStreamsPerSession > 1<<16 {
+		errs = append(errs, fmt.Errorf("--max-streams-per-session %d must be between 2 and 65536", st.MaxStreamsPerSession))
+	}
+	if len(st.MetricsPorts) > 64 {
+		errs = append(errs, fmt.Errorf("--metrics-port-labels names %d ports, at most 64 are allowed", len(st.MetricsPorts)))
+	}
+	for _, p := range st.MetricsPorts {
+		if p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("--metrics-port-labels: port %d must be between 1 and 65535", p))
+		}
 	}
 	if _, _, err := net.SplitHostPort(o.Metrics.BindAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))

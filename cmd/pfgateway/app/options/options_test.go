@@ -25,6 +25,7 @@ func TestDefaultOptions(t *testing.T) {
 			DefaultPort:           10250, DialTimeout: 10 * time.Second, KeepAlive: 30 * time.Second,
 			UpgradeTimeout: 30 * time.Second, MaxRedirects: 5,
 		},
+		Streams: StreamOptions{SpliceMode: "streams", CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
 		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
@@ -74,6 +75,11 @@ func TestValidate(t *testing.T) {
 		{name: "should bound redirects", mutate: func(o *Options) { o.Kubelet.MaxRedirects = 100 }, wantErr: "--kubelet-max-redirects"},
 		{name: "should refuse a bad metrics address", mutate: func(o *Options) { o.Metrics.BindAddress = "9095" }, wantErr: "--metrics-bind-address"},
 		{name: "should bound header size", mutate: func(o *Options) { o.Serving.MaxHeaderBytes = 10 }, wantErr: "--max-header-bytes"},
+		{name: "should refuse an unknown splice mode", mutate: func(o *Options) { o.Streams.SpliceMode = "fast" }, wantErr: "--splice-mode"},
+		{name: "should accept the opaque splice", mutate: func(o *Options) { o.Streams.SpliceMode = "opaque" }},
+		{name: "should refuse a zero stream creation timeout", mutate: func(o *Options) { o.Streams.CreationTimeout = 0 }, wantErr: "--stream-creation-timeout"},
+		{name: "should bound streams per session", mutate: func(o *Options) { o.Streams.MaxStreamsPerSession = 1 }, wantErr: "--max-streams-per-session"},
+		{name: "should refuse a bad metrics port label", mutate: func(o *Options) { o.Streams.MetricsPorts = []int{80, 0} }, wantErr: "--metrics-port-labels: port 0"},
 		{name: "should report every problem at once", mutate: func(o *Options) { o.Serving.SecurePort = -1; o.Kubelet.DefaultPort = 0 }, wantErr: "--kubelet-port"},
 	}
 	for _, tt := range tests {
