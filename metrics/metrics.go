@@ -72,6 +72,7 @@ type Metrics struct {
 	backendUpgrade  *prometheus.HistogramVec
 	backendErrors   *prometheus.CounterVec
 	rejected        *prometheus.CounterVec
+	forwards        *forwards
 }
 
 // New creates the metrics and registers them on reg.
@@ -109,7 +110,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Namespace: namespace, Subsystem: subsystem, Name: "rejected_requests_total",
 		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, shutting down), by HTTP status code.",
 	}, []string{"cluster", "code"})
+	m.forwards = newForwards()
 	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected)
+	reg.MustRegister(m.forwards.collectors()...)
 	return m
 }
 

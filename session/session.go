@@ -32,6 +32,7 @@ type Session struct {
 	Start     time.Time
 
 	up, down         atomic.Int64
+	forwards         atomic.Int64 // forwarded connections (stream-aware splice only)
 	upCtr, downCtr   prometheus.Counter
 	mu               sync.Mutex // protects the fields below
 	node             string
@@ -96,7 +97,7 @@ func (s *Session) End(o metrics.Outcome, reason string) {
 		klog.InfoS("Port-forward session ended",
 			"sessionID", s.ID, "user", s.User, "groups", s.Groups, "source", s.Source,
 			"cluster", s.Cluster, "namespace", s.Namespace, "pod", s.Pod, "node", node,
-			"protocol", s.Protocol, "ports", s.Ports, "bytesUp", up, "bytesDown", down,
+			"protocol", s.Protocol, "ports", s.Ports, "forwards", s.forwards.Load(), "bytesUp", up, "bytesDown", down,
 			"duration", d.Round(time.Millisecond), "outcome", o, "reason", reason)
 		s.reg.remove(s)
 	})

@@ -23,6 +23,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/relay"
 	"github.com/pfgateway/pfgateway/session"
 	"github.com/pfgateway/pfgateway/status"
 )
@@ -31,6 +32,19 @@ import (
 type Proxy struct {
 	Backend *Backend
 	Metrics *metrics.Metrics
+	// Streams, when set, relays SPDY and WebSocket-tunnel sessions stream
+	// by stream (package relay); nil splices them opaquely, as the API
+	// server does. Legacy WebSocket sessions are always spliced.
+	Streams *StreamOptions
+}
+
+// StreamOptions configure the stream-aware splice.
+type StreamOptions struct {
+	EarlyReply      bool
+	CreationTimeout time.Duration
+	MaxStreams      int
+	// Decide, if set, rules on each stream pair before it reaches the kubelet.
+	Decide relay.Decide
 }
 
 // Serve forwards req for session s to the kubelet at target on node, and
@@ -87,12 +101,37 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 	if rest := up.raw[up.headLen:]; len(rest) > 0 {
 		backendR = io.MultiReader(bytes.NewReader(rest), up.conn)
 	}
-	err = splice(client, clientConn, up.conn, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown)
-	reason := ""
-	if err != nil {
+	var reason string
+	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
+		reason = p.relay(s, client, clientConn, up.conn, backendR)
+	} else if err := splice(client, clientConn, up.conn, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
 		reason = err.Error()
 	}
 	s.End(metrics.OutcomeCompleted, reason)
+}
+
+// relay runs the stream-aware splice; it returns why the session ended.
+func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader) string {
+	clientSide := relay.Conn{R: client, W: countingWriter{client, s.AddDown}, Close: clientConn.Close}
+	if d, ok := clientConn.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		clientSide.SetWriteDeadline = d.SetWriteDeadline
+	}
+	end := relay.Run(clientSide, relay.Conn{
+		R: backendR, W: countingWriter{backend, s.AddUp}, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline,
+	}, relay.Options{
+		EarlyReply:      p.Streams.EarlyReply,
+		CreationTimeout: p.Streams.CreationTimeout,
+		MaxStreams:      p.Streams.MaxStreams,
+		Decide:          p.Streams.Decide,
+		Record:          s.Forwarded,
+	})
+	switch {
+	case end.Err != nil:
+		return fmt.Sprintf("%s connection: %v", end.By, end.Err)
+	case end.Protocol:
+		return fmt.Sprintf("%s sent a malformed frame", end.By)
+	}
+	return ""
 }
 
 // fail answers with a Status for err and ends the session.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pfgateway/pfgateway/apiproxy"
 	"github.com/pfgateway/pfgateway/authn"
+	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/metrics"
 	"github.com/pfgateway/pfgateway/portforward"
 	"github.com/pfgateway/pfgateway/router"
@@ -51,6 +52,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	g := &Gateway{cfg: c, Registry: prometheus.NewRegistry()}
 	g.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(g.Registry)
+	m.SetPortLabels(c.opts.Streams.MetricsPorts)
 	g.Sessions = session.NewRegistry(m)
 
 	client, err := kubernetes.NewForConfig(c.clusterREST)
@@ -70,7 +72,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
-		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m},
+		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams)},
 		Sessions:  g.Sessions,
 		Metrics:   m,
 	}
@@ -175,4 +177,12 @@ func (g *Gateway) shutdown() {
 	}
 	_ = g.server.Close()
 	_ = g.admin.Close()
+}
+
+// streamOptions is nil for the opaque splice.
+func streamOptions(o options.StreamOptions) *upgrade.StreamOptions {
+	if o.SpliceMode != options.SpliceStreams {
+		return nil
+	}
+	return &upgrade.StreamOptions{EarlyReply: o.EarlyReply, CreationTimeout: o.CreationTimeout, MaxStreams: o.MaxStreamsPerSession}
 }

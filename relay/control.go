@@ -1,0 +1,217 @@
+package relay
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/moby/spdystream/spdy"
+)
+
+// out is a frame to write once the relay's lock is released. Header
+// frames are encoded under the target side's write lock, so the order of
+// their zlib blocks is the order on the wire.
+type out struct {
+	to    *side
+	raw   []byte
+	reply bool // SYN_REPLY for id with flags and h
+	syn   *spdy.SynStreamFrame
+	id    uint32
+	flags byte
+	h     http.Header
+}
+
+// outbox collects the writes a frame causes, in order.
+type outbox []out
+
+func (o *outbox) raw(to *side, b []byte) { *o = append(*o, out{to: to, raw: b}) }
+
+func (o *outbox) rst(to *side, id, status uint32) { o.raw(to, appendRst(nil, id, status)) }
+
+func (o *outbox) reply(to *side, id uint32, flags byte, h http.Header) {
+	*o = append(*o, out{to: to, reply: true, id: id, flags: flags, h: h})
+}
+
+// send writes every frame; it stops at the first failed write.
+func (o outbox) send() error {
+	for _, w := range o {
+		if err := w.to.send(w); err != nil {
+			return &writeError{w.to, err}
+		}
+	}
+	return nil
+}
+
+func (s *side) send(w out) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	b := w.raw
+	switch {
+	case w.syn != nil:
+		f := w.syn
+		b = s.enc.appendSynStream(nil, w.id, uint32(f.AssociatedToStreamId), byte(f.CFHeader.Flags), f.Priority, f.Slot, w.h)
+	case w.reply:
+		b = s.enc.appendSynReply(nil, w.id, w.flags, w.h)
+	}
+	_, err := s.c.W.Write(b)
+	return err
+}
+
+// control handles one whole control frame read from src.
+func (r *relay) control(src *side, frame []byte, fromClient bool) error {
+	switch controlType(frame) {
+	case typeSynStream, typeSynReply, typeRstStream, typeSettings, typePing, typeGoAway, typeHeaders, typeWindowUpdate:
+	default:
+		// spdystream fails its connection on an unknown control frame.
+		return protoErr(fmt.Errorf("unknown control frame type %d", controlType(frame)))
+	}
+	f, err := src.dec.decode(frame)
+	if err != nil {
+		return protoErr(err)
+	}
+	var o outbox
+	switch f := f.(type) {
+	case *spdy.SynStreamFrame:
+		if fromClient {
+			r.clientSyn(f, &o)
+		} else {
+			// The gateway accepts no streams from a kubelet, which opens none.
+			o.rst(r.kubelet, uint32(f.StreamId), rstRefusedStream)
+		}
+	case *spdy.SynReplyFrame:
+		if !fromClient {
+			r.kubeletReply(f, &o)
+		} // the gateway opens no streams toward the client: nothing to reply to
+	case *spdy.RstStreamFrame:
+		r.rst(uint32(f.StreamId), uint32(f.Status), fromClient, &o)
+	case *spdy.HeadersFrame:
+		// Decoded (it advanced the zlib context) and dropped: spdystream
+		// parks such frames where port-forward never reads them. Its FIN
+		// still counts.
+		if f.CFHeader.Flags&spdy.ControlFlagFin != 0 {
+			r.remoteFin(uint32(f.StreamId), fromClient, &o)
+		}
+	case *spdy.PingFrame:
+		r.ping(f.Id, fromClient, &o)
+	case *spdy.GoAwayFrame:
+		return errGoAway
+	}
+	// SETTINGS and WINDOW_UPDATE are per connection and spdystream ignores them.
+	err = o.send()
+	r.emit()
+	return err
+}
+
+// ping answers a peer's ping on its own side, never forwarding it.
+// spdystream echoes a ping whose id parity differs from its own; the
+// gateway is the server (even ids) toward the client and the client (odd
+// ids) toward the kubelet.
+func (r *relay) ping(id uint32, fromClient bool, o *outbox) {
+	if !fromClient {
+		if id&1 == 0 {
+			o.raw(r.kubelet, appendPing(nil, id))
+		} // odd: the echo of the gateway's own ping
+		return
+	}
+	if id&1 == 0 {
+		return // an echo of a ping the gateway never sends the client
+	}
+	o.raw(r.client, appendPing(nil, id))
+	// Directly, the client's pings would also reset the kubelet's idle
+	// timer; keep doing that, paced.
+	r.mu.Lock()
+	now := r.now()
+	if now.Sub(r.lastMirror) >= pingMirrorInterval {
+		r.lastMirror = now
+		o.raw(r.kubelet, appendPing(nil, r.pingID))
+		r.pingID += 2
+		if r.pingID > maxStreamID {
+			r.pingID = 1
+		}
+	}
+	r.mu.Unlock()
+}
+
+// remoteFin relays a half-close carried by a frame that is not relayed
+// itself (HEADERS, or a swallowed SYN_REPLY), as an empty DATA+FIN.
+func (r *relay) remoteFin(id uint32, fromClient bool, o *outbox) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.lookup(id, fromClient)
+	if st == nil || st.kid == 0 {
+		return
+	}
+	r.finOut(st, fromClient, o)
+}
+
+// finOut queues an empty DATA+FIN for st toward the other side and records it.
+func (r *relay) finOut(st *stream, fromClient bool, o *outbox) {
+	if fromClient {
+		o.raw(r.kubelet, appendData(nil, st.kid, flagFin, nil))
+	} else {
+		o.raw(r.client, appendData(nil, st.cid, flagFin, nil))
+	}
+	r.fin(st, fromClient)
+}
+
+func (r *relay) lookup(id uint32, fromClient bool) *stream {
+	if fromClient {
+		return r.byClient[id]
+	}
+	return r.byKubelet[id]
+}
+
+// kubeletReply relays the kubelet's SYN_REPLY, or swallows it when the
+// gateway already replied.
+func (r *relay) kubeletReply(f *spdy.SynReplyFrame, o *outbox) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.byKubelet[uint32(f.StreamId)]
+	if st == nil || st.kReplied {
+		return // gone, or a second reply (spdystream ignores it)
+	}
+	st.kReplied = true
+	fin := f.CFHeader.Flags&spdy.ControlFlagFin != 0
+	if st.early {
+		if st.timer != nil {
+			st.timer.Stop()
+			st.timer = nil
+		}
+		if fin {
+			r.finOut(st, false, o)
+		}
+		return
+	}
+	st.replied = true
+	o.reply(r.client, st.cid, byte(f.CFHeader.Flags), f.Headers)
+	if fin {
+		r.fin(st, false)
+	}
+}
+
+// rst relays a RST_STREAM with its status unchanged and forgets the stream.
+func (r *relay) rst(id, status uint32, fromClient bool, o *outbox) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.lookup(id, fromClient)
+	if st == nil {
+		return
+	}
+	if fromClient {
+		if st.kid != 0 {
+			o.rst(r.kubelet, st.kid, status)
+		}
+		if st.p != nil {
+			st.p.event(OutcomeClientReset)
+		}
+	} else {
+		o.rst(r.client, st.cid, status)
+		if st.p != nil {
+			if st.kReplied {
+				st.p.event(OutcomeKubeletReset)
+			} else {
+				st.p.event(OutcomeKubeletRefused)
+			}
+		}
+	}
+	r.remove(st)
+}

@@ -1,0 +1,172 @@
+package relay
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// bufSize holds two maximal io.Copy-sized SPDY data frames (32 KiB each,
+// as spdystream writes them), so a reader drains a TLS record's worth of
+// frames in one write.
+const bufSize = 64<<10 + 64
+
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+
+var errClosed = net.ErrClosed
+
+// writeError marks a failed write: the connection that ended is the one
+// written to, not the one read from.
+type writeError struct {
+	to  *side
+	err error
+}
+
+func (e *writeError) Error() string { return fmt.Sprintf("write to %s: %v", e.to.name, e.err) }
+func (e *writeError) Unwrap() error { return e.err }
+
+// readLoop relays frames read from src to dst until src ends or a write
+// fails. DATA frames are passed on from the read buffer, every complete one
+// already buffered in a single write, with the stream id rewritten in
+// place; control frames go through the relay's stream logic.
+func (r *relay) readLoop(src, dst *side, fromClient bool) error {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(src.c.R)
+	defer func() { br.Reset(nil); readers.Put(br) }()
+	for {
+		h, err := br.Peek(headerLen)
+		if err != nil {
+			if len(h) > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		n := headerLen + payloadLen(h)
+		if isControl(h) {
+			if n-headerLen > maxControlPayload {
+				return protoErr(fmt.Errorf("control frame of %d bytes exceeds %d", n-headerLen, maxControlPayload))
+			}
+			frame, err := br.Peek(n)
+			if err != nil {
+				return unexpected(err)
+			}
+			err = r.control(src, frame, fromClient)
+			_, _ = br.Discard(n)
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if n > bufSize {
+			// Larger than the buffer (no port-forward peer writes these):
+			// pass the header, then stream the payload through.
+			if err := r.largeData(br, dst, n, fromClient); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := br.Peek(n); err != nil {
+			return unexpected(err)
+		}
+		avail, _ := br.Peek(br.Buffered())
+		end, skip := 0, 0
+		for end+headerLen <= len(avail) && !isControl(avail[end:]) {
+			m := headerLen + payloadLen(avail[end:])
+			if end+m > len(avail) {
+				break
+			}
+			if !r.data(avail[end:end+m], avail[end+headerLen:end+m], fromClient) {
+				skip = m
+				break
+			}
+			end += m
+		}
+		if end > 0 {
+			if err := dst.write(avail[:end]); err != nil {
+				return &writeError{dst, err}
+			}
+		}
+		_, _ = br.Discard(end + skip)
+	}
+}
+
+// largeData relays one DATA frame bigger than the read buffer.
+func (r *relay) largeData(br *bufio.Reader, dst *side, n int, fromClient bool) error {
+	var h [headerLen]byte
+	p, _ := br.Peek(headerLen)
+	copy(h[:], p)
+	_, _ = br.Discard(headerLen)
+	if !r.data(h[:], nil, fromClient) {
+		_, err := br.Discard(n - headerLen)
+		return unexpected(err)
+	}
+	dst.wmu.Lock()
+	defer dst.wmu.Unlock()
+	if _, err := dst.c.W.Write(h[:]); err != nil {
+		return &writeError{dst, err}
+	}
+	if _, err := io.CopyN(dst.c.W, br, int64(n-headerLen)); err != nil {
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// data does the bookkeeping for one DATA frame (h is its header, payload
+// whatever of its payload is at hand) and rewrites its stream id for the
+// other side. It returns false when the frame must be dropped: its stream
+// is unknown (gone, as spdystream ignores such frames) or owned by the
+// gateway.
+func (r *relay) data(h, payload []byte, fromClient bool) bool {
+	id := dataStreamID(h)
+	r.mu.Lock()
+	var st *stream
+	if fromClient {
+		st = r.byClient[id]
+	} else {
+		st = r.byKubelet[id]
+	}
+	if st == nil || st.kid == 0 {
+		r.mu.Unlock()
+		return false
+	}
+	to := st.cid
+	if fromClient {
+		to = st.kid
+	}
+	if to != id {
+		setDataStreamID(h, to)
+	}
+	if p := st.p; p != nil {
+		n := int64(payloadLen(h))
+		switch {
+		case st == p.dataS && fromClient:
+			p.rec.Up += n
+		case st == p.dataS:
+			p.rec.Down += n
+		case st == p.errS && !fromClient && len(p.msg) < MaxMessage:
+			p.msg = append(p.msg, payload[:min(len(payload), MaxMessage-len(p.msg))]...)
+		}
+	}
+	ended := false
+	if frameFlags(h)&flagFin != 0 {
+		ended = r.fin(st, fromClient)
+	}
+	r.mu.Unlock()
+	if ended {
+		r.emit()
+	}
+	return true
+}
