@@ -159,9 +159,10 @@ type forwardSession struct {
 	Local string // 127.0.0.1:port
 }
 
-// openForward starts client-go's port forwarder to target with the SPDY
-// dialer or the SPDY-over-WebSocket tunnel dialer, as kubectl would.
-func openForward(target *url.URL, cfg *rest.Config, mode string) (*forwardSession, error) {
+// openForward starts client-go's port forwarder to target's container port
+// with the SPDY dialer or the SPDY-over-WebSocket tunnel dialer, as kubectl
+// would.
+func openForward(target *url.URL, cfg *rest.Config, mode string, port int) (*forwardSession, error) {
 	var d httpstream.Dialer
 	switch mode {
 	case modeSPDY:
@@ -180,7 +181,7 @@ func openForward(target *url.URL, cfg *rest.Config, mode string) (*forwardSessio
 	}
 	s := &forwardSession{stop: make(chan struct{}), done: make(chan error, 1)}
 	ready := make(chan struct{})
-	pf, err := portforward.NewOnAddresses(d, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(podPort)}, s.stop, ready, io.Discard, io.Discard)
+	pf, err := portforward.NewOnAddresses(d, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, s.stop, ready, io.Discard, io.Discard)
 	if err != nil {
 		return nil, err
 	}

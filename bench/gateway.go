@@ -63,12 +63,14 @@ type gatewayProc struct {
 	profileSeq int
 	exited     chan struct{}
 	waitErr    error
+	scrapeCost allocCounters // what one /metrics scrape allocates in the child
 }
 
-// startGateway runs bin against the dev cluster's files and waits for /readyz.
+// startGateway runs bin against the dev cluster's files, with extra flags
+// (a -splice variant's), and waits for /readyz.
 // With profileDir set, bin must be the profiling wrapper.
 // With pin, it runs on CPU 1 with GOMAXPROCS 1.
-func startGateway(name, bin, dir, profileDir string, pin bool, f devcluster.Files) (*gatewayProc, error) {
+func startGateway(name, bin, dir, profileDir string, pin bool, f devcluster.Files, extra []string) (*gatewayProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -99,7 +101,7 @@ func startGateway(name, bin, dir, profileDir string, pin bool, f devcluster.File
 		return nil, err
 	}
 	defer logf.Close() // the child keeps its own descriptor
-	g.cmd = exec.Command(bin,
+	args := []string{
 		"--secure-port", strconv.Itoa(port),
 		"--bind-address", "127.0.0.1",
 		"--tls-cert-file", f.ServingCert,
@@ -111,7 +113,8 @@ func startGateway(name, bin, dir, profileDir string, pin bool, f devcluster.File
 		"--kubelet-certificate-authority", f.CA,
 		"--metrics-bind-address", g.AdminAddr,
 		"--shutdown-grace-period", "2s",
-	)
+	}
+	g.cmd = exec.Command(bin, append(args, extra...)...)
 	return g, g.start(logf, pin, g.waitReady)
 }
 

@@ -38,6 +38,8 @@ func takeSnapshot(gw *gatewayProc) (snapshot, error) {
 	return s, errors.Join(errs[:]...)
 }
 
+var nan = math.NaN()
+
 // delta is what happened between two snapshots, per GiB moved.
 type delta struct {
 	Seconds             float64
@@ -70,6 +72,11 @@ func diff(a, b snapshot, size int64) delta {
 // gw is nil on the direct path.
 func measure(gw *gatewayProc, local, dir string, size int64, profile string) (sample, error) {
 	runtime.GC() // start every transfer with a clean heap in this process
+	// Scrapes stay outside the CPU snapshots: they cost the gateway CPU.
+	allocs, err := startAllocProbe(gw)
+	if err != nil {
+		return sample{}, err
+	}
 	if gw != nil {
 		if err := gw.ProfileStart(); err != nil {
 			return sample{}, err
@@ -87,6 +94,10 @@ func measure(gw *gatewayProc, local, dir string, size int64, profile string) (sa
 	if err != nil {
 		return sample{}, err
 	}
+	mallocs, allocBytes, err := allocs.finish(size) // before the profile is written
+	if err != nil {
+		return sample{}, err
+	}
 	if gw != nil {
 		if err := gw.ProfileStop(profile); err != nil {
 			return sample{}, err
@@ -94,7 +105,7 @@ func measure(gw *gatewayProc, local, dir string, size int64, profile string) (sa
 	}
 	d := diff(before, after, size)
 	return sample{MiBps: mib(size) / elapsed.Seconds(), GatewayCPU: d.GatewayCPU, BenchCPU: d.SelfCPU,
-		GwReads: d.GwReads, GwWrites: d.GwWrites, OtherCores: d.OtherCores}, nil
+		GwReads: d.GwReads, GwWrites: d.GwWrites, OtherCores: d.OtherCores, GwMallocs: mallocs, GwAllocBytes: allocBytes}, nil
 }
 
 // selfCPU is this process's user+system CPU time in seconds.

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +18,8 @@ type sample struct {
 	GwReads    float64 // gateway read system calls per MiB; NaN on the direct path
 	GwWrites   float64 // gateway write system calls per MiB
 	OtherCores float64 // average cores busy with other processes during the transfer
+	// Gateway heap allocations per MiB (its /metrics); NaN without counters.
+	GwMallocs, GwAllocBytes float64
 }
 
 type caseKey struct{ Mode, Direction, Path string }
@@ -41,16 +41,22 @@ type results struct {
 	Started    time.Time
 	Elapsed    time.Duration
 	Profiles   string
+	Latency    latencyResults
 }
 
 // gatewayInfo is what is known of one gateway child beyond its transfers.
 type gatewayInfo struct {
 	Name     string
+	Bin      string // the -gateway-bin name; "" for the reference relay
+	Variant  string // the -splice variant
 	TLS      string // what a client negotiates with it
 	RSSIdle  int64  // VmRSS once ready, before any transfer
 	RSSEnd   int64  // VmRSS after the last transfer
 	RSSPeak  int64  // VmHWM: the kernel's high-water mark of RSS
 	TotalCPU float64
+	// ScrapeCost is what one /metrics scrape allocates in the child,
+	// subtracted from its allocation figures.
+	ScrapeCost allocCounters
 }
 
 // stat is a median with its spread.
@@ -107,10 +113,33 @@ func ratioStat(a, b []float64, pairs []float64) stat {
 type row struct {
 	Mode, Direction, Gateway        string
 	Direct, Via, ThroughputRatio    stat
+	VsOpaque                        stat // throughput ÷ the same binary's opaque splice
 	GatewayCPU, CPURatio            stat
 	DirectBenchCPU, GatewayBenchCPU stat
 	GwReads, GwWrites               stat
+	GwMallocs, GwAllocBytes         stat
 	DirectOther, GatewayOther       stat
+}
+
+// opaqueOf is the path that name's ratios "÷ opaque" divide by: the same
+// binary run with -splice opaque (for the reference relay, the first
+// binary's). "" if there is none or name is the direct path.
+func (r *results) opaqueOf(name string) string {
+	if name == pathDirect {
+		return ""
+	}
+	bin := ""
+	for _, g := range r.Gateways {
+		if g.Name == name {
+			bin = g.Bin
+		}
+	}
+	for _, g := range r.Gateways {
+		if g.Variant == variantOpaque && (g.Bin == bin || bin == "") {
+			return g.Name
+		}
+	}
+	return ""
 }
 
 func (r *results) rows() []row {
@@ -128,14 +157,21 @@ func (r *results) rows() []row {
 				g := r.Samples[caseKey{mode, dir, gw.Name}]
 				gm := pick(g, func(s sample) float64 { return s.MiBps })
 				gc := pick(g, func(s sample) float64 { return s.GatewayCPU })
+				vsOpaque := stat{nan, nan, nan}
+				if o := r.opaqueOf(gw.Name); o != "" && o != gw.Name {
+					om := pick(r.Samples[caseKey{mode, dir, o}], func(s sample) float64 { return s.MiBps })
+					vsOpaque = ratioStat(gm, om, ratios(gm, om))
+				}
 				out = append(out, row{
 					Mode: mode, Direction: dir, Gateway: gw.Name,
-					Direct: summarize(dm), Via: summarize(gm), ThroughputRatio: ratioStat(gm, dm, ratios(gm, dm)),
+					Direct: summarize(dm), Via: summarize(gm), ThroughputRatio: ratioStat(gm, dm, ratios(gm, dm)), VsOpaque: vsOpaque,
 					GatewayCPU: summarize(gc), CPURatio: ratioStat(gc, floor, ratios(gc, floor)),
 					DirectBenchCPU:  get(d, func(s sample) float64 { return s.BenchCPU }),
 					GatewayBenchCPU: get(g, func(s sample) float64 { return s.BenchCPU }),
 					GwReads:         get(g, func(s sample) float64 { return s.GwReads }),
 					GwWrites:        get(g, func(s sample) float64 { return s.GwWrites }),
+					GwMallocs:       get(g, func(s sample) float64 { return s.GwMallocs }),
+					GwAllocBytes:    get(g, func(s sample) float64 { return s.GwAllocBytes }),
 					DirectOther:     get(d, func(s sample) float64 { return s.OtherCores }),
 					GatewayOther:    get(g, func(s sample) float64 { return s.OtherCores }),
 				})
@@ -158,14 +194,16 @@ func (r *results) floorStats() (cpu, mibps, reads, writes, other stat, suite str
 // table is rows of cells, rendered as markdown or aligned text.
 type table [][]string
 
-func (t table) markdown(w io.Writer) {
+// markdown writes t with its first left columns aligned left, the rest
+// (figures) right.
+func (t table) markdown(w io.Writer, left int) {
 	for i, cells := range t {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 		if i == 0 {
 			seps := make([]string, len(cells))
 			for j := range seps {
 				seps[j] = "--:"
-				if j < 2 || (j == 2 && cells[2] == "Gateway") {
+				if j < left {
 					seps[j] = "---"
 				}
 			}
@@ -182,9 +220,10 @@ func (t table) text(w io.Writer) {
 	_ = tw.Flush()
 }
 
-// tables returns the main table and the diagnostics table; a Gateway
-// column appears when several gateways were measured.
-func (r *results) tables() (main, diag table) {
+// tables returns the main table and the diagnostics table, and how many
+// of their columns are labels; a Gateway column appears when several
+// gateways were measured.
+func (r *results) tables() (main, diag table, labels int) {
 	named := len(r.Gateways) > 1
 	head := func(cells ...string) []string {
 		if named {
@@ -192,9 +231,10 @@ func (r *results) tables() (main, diag table) {
 		}
 		return cells
 	}
-	main = table{head("Mode", "Direction", "Direct MiB/s", "Gateway MiB/s", "Gateway ÷ direct (target ≥ 0.85)",
+	main = table{head("Mode", "Direction", "Direct MiB/s", "Gateway MiB/s", "Gateway ÷ direct (target ≥ 0.85)", "Gateway ÷ opaque (target ≥ 0.95)",
 		"Gateway CPU-s/GiB", "Gateway ÷ floor (target ≤ 1.10)", "Bench process CPU-s/GiB, direct", "Bench process CPU-s/GiB, via gateway")}
-	diag = table{head("Mode", "Direction", "Gateway reads/MiB", "Gateway writes/MiB", "Other processes (cores), direct", "Other processes (cores), via gateway")}
+	diag = table{head("Mode", "Direction", "Gateway reads/MiB", "Gateway writes/MiB", "Gateway mallocs/MiB", "Gateway bytes allocated/MiB",
+		"Other processes (cores), direct", "Other processes (cores), via gateway")}
 	for _, x := range r.rows() {
 		line := func(cells ...string) []string {
 			if named {
@@ -202,29 +242,35 @@ func (r *results) tables() (main, diag table) {
 			}
 			return append([]string{modeName(x.Mode), x.Direction}, cells...)
 		}
-		main = append(main, line(x.Direct.format(0), x.Via.format(0), x.ThroughputRatio.format(2), x.GatewayCPU.format(2),
+		main = append(main, line(x.Direct.format(0), x.Via.format(0), x.ThroughputRatio.format(2), x.VsOpaque.format(2), x.GatewayCPU.format(2),
 			x.CPURatio.format(2), x.DirectBenchCPU.format(2), x.GatewayBenchCPU.format(2)))
-		diag = append(diag, line(x.GwReads.format(0), x.GwWrites.format(0), x.DirectOther.format(2), x.GatewayOther.format(2)))
+		diag = append(diag, line(x.GwReads.format(0), x.GwWrites.format(0), x.GwMallocs.format(1), x.GwAllocBytes.format(0),
+			x.DirectOther.format(2), x.GatewayOther.format(2)))
 	}
-	return main, diag
+	return main, diag, len(head("", ""))
 }
 
 // writeMarkdown writes the tables, the machine and the command.
 func (r *results) writeMarkdown(w io.Writer) {
 	fc, fm, fr, fw, fo, suite := r.floorStats()
-	fmt.Fprintf(w, "Each figure is the median of %d runs, with the lowest and highest in brackets. Ratios are ratios of medians; their brackets are the lowest and highest per-run ratio (gateway and direct, or gateway and floor, of the same run).\n\n", r.Repeat)
+	fmt.Fprintf(w, "Each figure is the median of %d runs, with the lowest and highest in brackets. Ratios are ratios of medians; their brackets are the lowest and highest per-run ratio (gateway and direct, gateway and the opaque splice, or gateway and floor, of the same run).\n\n", r.Repeat)
 	fmt.Fprintf(w, "**TLS floor** (one TLS hop in one process, %s, 32 KiB writes, %s per run): **%s CPU-s/GiB**, %s MiB/s.\n\n",
 		suite, sizeString(r.FloorSize), fc.format(2), fm.format(0))
 	fmt.Fprintf(w, "Transfers of %s each way through one forwarded TCP connection:\n\n", sizeString(r.Size))
-	main, diag := r.tables()
-	main.markdown(w)
-	fmt.Fprintf(w, "\nDiagnostics: system calls per MiB moved (/proc/PID/io syscr, syscw) and the CPU other processes on the machine used meanwhile (/proc/stat busy time minus this benchmark's and the gateway's, in cores). The floor made %s reads and %s writes per MiB; other processes used %s cores during it.\n\n",
+	main, diag, labels := r.tables()
+	main.markdown(w, labels)
+	fmt.Fprintf(w, "\nDiagnostics: system calls per MiB moved (/proc/PID/io syscr, syscw), heap allocations per MiB moved (the child's go_memstats_mallocs_total and go_memstats_alloc_bytes_total from its /metrics just before and after the transfer, less one scrape's own, given below; exact to about a thousand objects per transfer (now and then a few thousand), since the runtime counts them a cached span at a time), and the CPU other processes on the machine used meanwhile (/proc/stat busy time minus this benchmark's and the gateway's, in cores). The floor made %s reads and %s writes per MiB; other processes used %s cores during it.\n\n",
 		fr.format(0), fw.format(0), fo.format(2))
-	diag.markdown(w)
+	diag.markdown(w, labels)
 	fmt.Fprintln(w)
+	if len(r.Latency.Samples) > 0 {
+		fmt.Fprintf(w, "%s\n\n", r.latencyNote())
+		r.latencyTable().markdown(w, 3)
+		fmt.Fprintln(w)
+	}
 	for _, g := range r.Gateways {
-		fmt.Fprintf(w, "%s: VmRSS %s when ready, %s after the last transfer, peak (VmHWM) %s; CPU over its whole life (rusage at exit) %.1f s; a client negotiates %s with it.\n\n",
-			r.gatewayLabel(g.Name, "Gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS)
+		fmt.Fprintf(w, "%s: VmRSS %s when ready, %s after the last transfer, peak (VmHWM) %s; CPU over its whole life (rusage at exit) %.1f s; a client negotiates %s with it%s.\n\n",
+			r.gatewayLabel(g.Name, "Gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS, g.scrapeNote())
 	}
 	fmt.Fprintf(w, "The kubelet negotiates %s with client-go and with the gateway (same Go defaults).\n\n", r.KubeletTLS)
 	fmt.Fprintf(w, "%s\n\n", r.quietNote())
@@ -243,18 +289,35 @@ func (r *results) writeText(w io.Writer) {
 	fmt.Fprintf(w, "TLS floor (%s, %s): %s CPU-s/GiB, %s MiB/s, %s reads + %s writes per MiB, other processes %s cores\n",
 		suite, sizeString(r.FloorSize), fc.format(2), fm.format(0), fr.format(0), fw.format(0), fo.format(2))
 	fmt.Fprintf(w, "Transfers: %s each, median (min–max) of %d runs\n\n", sizeString(r.Size), r.Repeat)
-	main, diag := r.tables()
+	main, diag, _ := r.tables()
 	main.text(w)
 	fmt.Fprintln(w)
 	diag.text(w)
 	fmt.Fprintln(w)
+	if len(r.Latency.Samples) > 0 {
+		fmt.Fprintf(w, "New-connection latency (dial to 1-byte echo), %d connections per path after %d unmeasured", r.Latency.Conns, r.Latency.Warmup)
+		if len(r.Latency.RTTs) > 1 {
+			fmt.Fprintf(w, "; kubelet RTT emulated by a delay proxy (a TCP echo through it: %.2f ms)", ms(r.Latency.ProxyRTT))
+		}
+		fmt.Fprintln(w)
+		r.latencyTable().text(w)
+		fmt.Fprintln(w)
+	}
 	for _, g := range r.Gateways {
-		fmt.Fprintf(w, "%s: RSS %s ready, %s at end, peak %s; CPU total %.1f s; %s\n",
-			r.gatewayLabel(g.Name, "gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS)
+		fmt.Fprintf(w, "%s: RSS %s ready, %s at end, peak %s; CPU total %.1f s; %s%s\n",
+			r.gatewayLabel(g.Name, "gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS, g.scrapeNote())
 	}
 	fmt.Fprintln(w, r.quietNote())
 	m := r.Machine
 	fmt.Fprintf(w, "kubelet: %s\nmachine: %s, %d cores, Linux %s, %s; took %s\n", r.KubeletTLS, m.CPU, m.Cores, m.Kernel, m.GoVersion, r.Elapsed.Round(time.Second))
+}
+
+// scrapeNote reports what a /metrics scrape allocates in a gateway child.
+func (g gatewayInfo) scrapeNote() string {
+	if g.Bin == "" {
+		return ""
+	}
+	return fmt.Sprintf("; one /metrics scrape allocates %.0f objects, %.0f KiB in it", g.ScrapeCost.Mallocs, g.ScrapeCost.Bytes/1024)
 }
 
 // gatewayLabel names a gateway in prose: just "Gateway" when there is one.
@@ -287,43 +350,11 @@ func (r *results) quietText() string {
 	return fmt.Sprintf("Each measurement waited (at most %s) for other processes to use less than %.2f cores; %d started on a busier machine.", q.MaxWait, q.Below, q.Missed)
 }
 
-// methodNote is the one-paragraph description of how the figures are made.
-const methodNote = `Method: the benchmark starts a dev cluster in its own process (in-memory API server, test kubelet on k8s.io/cri-streaming behind TLS with client-certificate checks, a pod whose port is a TCP source and sink), builds ./cmd/pfgateway with ` + "`go build`" + ` and runs it as a child process pointed at the cluster's files, and waits for its /readyz. Every path first carries a warm-up transfer each way whose bytes are verified. Each run then measures the TLS floor and the transfers. The floor is one loopback TLS connection in the benchmark process, with all sessions closed: a sender goroutine encrypts and writes the floor size in 32 KiB writes, a receiver goroutine reads and decrypts it, with ECDSA P-256 certificates from devcluster/pki and Go's default TLS 1.3 suite; its figure is the process's getrusage(RUSAGE_SELF) user+system time per GiB, one encryption and one decryption of every byte, the least a splicing gateway spends. The transfers use client-go's port forwarder with the SPDY dialer or the SPDY-over-WebSocket tunnel dialer, straight to the kubelet (https://127.0.0.1:PORT/portForward/default/bench; the test kubelet terminates the tunnel itself) or through the gateway (/api/v1/namespaces/default/pods/bench/portforward), paths in an order rotated between runs; through a fresh forwarded TCP connection each, they download and then upload the transfer size, timed from the request to the last byte (download) or to the pod's acknowledgement of the last byte (upload). Around every gateway transfer the benchmark reads the child's utime+stime from /proc/PID/stat (clock ticks, AT_CLKTCK) and its system-call counts from /proc/PID/io; the gateway's CPU per GiB over the floor's is its cost ratio, its throughput over the direct path's in the same mode and direction its throughput ratio. Client, kubelet and pod server share the machine's cores with the gateway, as on a small node, so on a 2-core machine throughput is bounded by the CPU all of them need; their CPU is shown as "bench process". Before each measurement the benchmark waits for other processes to leave the machine nearly idle (-quiet-below, -quiet-wait) and it reports their load during each. Unless -relay=false, the same transfers also go through the reference relay (bench/internal/refrelay, row "relay"), a yardstick and not a product: a child process of about a hundred lines that terminates TLS with the gateway's serving certificate (no client-certificate check, no API server, no authorization, no metrics), rewrites the path to the kubelet's, forwards the request head to the kubelet over TLS with the gateway's kubelet client certificate and then copies bytes both ways with io.Copy; its CPU and throughput are measured exactly like the gateway's, so its row shows what the simplest TLS-terminating relay reaches on the same machine. Figures are medians of the runs with the lowest and highest in brackets; the command never fails on a figure.`
-
 func modeName(m string) string {
 	if m == modeWebSocket {
 		return "WebSocket tunnel"
 	}
 	return "SPDY"
-}
-
-// machine describes where the run happened.
-type machine struct {
-	CPU, Kernel, GoVersion, OS string
-	Cores, GOMAXPROCS          int
-}
-
-func describeMachine() machine {
-	m := machine{CPU: "unknown CPU", Kernel: "unknown", GoVersion: runtime.Version(), OS: "unknown OS", Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0)}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPU = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/etc/os-release"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
-				m.OS = strings.Trim(v, `"`)
-			}
-		}
-	}
-	return m
 }
 
 func bytesString(n int64) string { return fmt.Sprintf("%.1f MiB", mib(n)) }
