@@ -88,6 +88,10 @@ func (r *relay) newPair(reqID string, port uint16, standalone bool) *pair {
 func (p *pair) add(st *stream) {
 	st.p = p
 	p.open++
+	if p.timer != nil && !p.denied {
+		p.timer.Stop()
+		p.timer = nil
+	}
 	switch st.kind {
 	case kindError:
 		p.errS = st
@@ -144,8 +148,26 @@ func (r *relay) remove(st *stream) bool {
 	if p.open > 0 {
 		return false
 	}
+	if (p.errS == nil || p.dataS == nil) && !p.standalone && !p.denied && p.first == "" {
+		// Half a pair ended quietly; its other half may still come, as the
+		// kubelet also waits for it (until its stream creation timeout).
+		if p.timer == nil {
+			p.timer = time.AfterFunc(r.o.CreationTimeout, func() { r.halfPairTimeout(p) })
+		}
+		return false
+	}
 	r.endPair(p, "")
 	return true
+}
+
+// halfPairTimeout ends a pair whose second stream never came.
+func (r *relay) halfPairTimeout(p *pair) {
+	r.mu.Lock()
+	if _, ok := r.live[p]; ok && p.open == 0 && !r.closing {
+		r.endPair(p, OutcomeCreationTimeout)
+	}
+	r.mu.Unlock()
+	r.emit()
 }
 
 // endPair records p with fallback as the outcome when nothing decided it.

@@ -1,18 +1,23 @@
 package e2e
 
 import (
+	"fmt"
+	"maps"
 	"net"
+	"sync/atomic"
 	"testing"
+
+	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 )
 
 // TestConcurrentConnectionsInOneSession runs 50 TCP connections at once
-// through one client-go forwarder: one SPDY connection to the gateway
-// carrying 100 streams (an error and a data stream per connection). Every
-// connection's bytes are checked both ways, and the gateway sees exactly one
-// session.
+// through one client-go forwarder of three ports: one SPDY connection to the
+// gateway carrying 100 streams (an error and a data stream per connection).
+// Every connection's bytes are checked both ways, the gateway sees exactly
+// one session, and records each connection under its port.
 func TestConcurrentConnectionsInOneSession(t *testing.T) {
 	const conns = 50
-	e := newEnv(t)
+	e := newEnv(t, func(o *options.Options) { o.Streams.MetricsPorts = hashPorts })
 	for _, tt := range []struct {
 		kind     dialerKind
 		protocol string
@@ -21,8 +26,15 @@ func TestConcurrentConnectionsInOneSession(t *testing.T) {
 		{dialTunnel, "websocket"},
 	} {
 		t.Run(string(tt.kind), func(t *testing.T) {
-			f := startForward(t, dialer(t, tt.kind, e.cfg, e.pfURL("", "hash")), hashPort)
-			elapsed, err := transferAll(t, conns, f.dial, perConnBytes, perConnBytes)
+			f := startForward(t, dialer(t, tt.kind, e.cfg, e.pfURL("", "hash")), hashPorts...)
+			var next atomic.Int64
+			want := map[string]float64{}
+			for i := range conns {
+				want[fmt.Sprintf("outcome=client_closed,port=%d,protocol=%s", hashPorts[i%3], tt.protocol)]++
+			}
+			dial := func() (net.Conn, error) { return net.Dial("tcp", f.locals[(next.Add(1)-1)%3]) }
+			before := e.scrape(t).series(mForwards)
+			elapsed, err := transferAll(t, conns, dial, perConnBytes, perConnBytes)
 			if err != nil {
 				return
 			}
@@ -35,6 +47,13 @@ func TestConcurrentConnectionsInOneSession(t *testing.T) {
 			f.stop()
 			e.waitSessions(t, tt.protocol, "completed", 1)
 			e.waitIdle(t)
+			got := e.scrape(t).series(mForwards)
+			for k := range got {
+				got[k] -= before[k]
+			}
+			if got = nonZero(got); !maps.Equal(got, want) {
+				t.Errorf("forwarded connections:%s\nwant:%s", formatSeries(got), formatSeries(want))
+			}
 		})
 	}
 }

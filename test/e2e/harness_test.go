@@ -31,8 +31,11 @@ import (
 
 var showLogs = flag.Bool("e2e.logs", false, "show the gateway's, kubelet's and client-go's klog output")
 
-// hashPort is the container port of pod default/hash.
+// hashPort is the container port of pod default/hash; hashPorts are all of
+// its ports, each served by the same hash server.
 const hashPort = 7000
+
+var hashPorts = []int{hashPort, 7002, 7003}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -82,7 +85,11 @@ func newEnv(t *testing.T, tweak ...func(*options.Options)) *env {
 	}
 	t.Cleanup(cl.Close)
 	e := &env{t: t, cluster: cl, hash: startHashPod(t)}
-	e.addPod(devcluster.Pod{Name: "hash", Ports: map[int32]string{hashPort: e.hash.Addr()}})
+	ports := map[int32]string{}
+	for _, p := range hashPorts {
+		ports[int32(p)] = e.hash.Addr()
+	}
+	e.addPod(devcluster.Pod{Name: "hash", Ports: ports})
 
 	o := options.NewOptions()
 	o.Serving.BindAddress = net.ParseIP("127.0.0.1")
@@ -242,18 +249,19 @@ func shouldFallback(err error) bool {
 
 // forward is a running client-go PortForwarder.
 type forward struct {
-	local string     // 127.0.0.1:N
-	done  chan error // ForwardPorts' result
-	stop  func()
+	local  string     // 127.0.0.1:N for the first remote port
+	locals []string   // one per remote port, in order
+	done   chan error // ForwardPorts' result
+	stop   func()
 }
 
 func (f *forward) dial() (net.Conn, error) { return net.Dial("tcp", f.local) }
 
-// startForward runs portforward.NewOnAddresses on 127.0.0.1:0 → remote and
-// waits on its ready channel. It is stopped at the end of the test.
-func startForward(t testing.TB, d httpstream.Dialer, remote int) *forward {
+// startForward runs portforward.NewOnAddresses on 127.0.0.1:0 → each remote
+// port and waits on its ready channel. It is stopped at the end of the test.
+func startForward(t testing.TB, d httpstream.Dialer, remotes ...int) *forward {
 	t.Helper()
-	f, err := tryForward(d, remote)
+	f, err := tryForward(d, remotes...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,9 +271,13 @@ func startForward(t testing.TB, d httpstream.Dialer, remote int) *forward {
 
 // tryForward is startForward returning the error ForwardPorts ended with
 // when it ends before being ready; the caller must call stop.
-func tryForward(d httpstream.Dialer, remote int) (*forward, error) {
+func tryForward(d httpstream.Dialer, remotes ...int) (*forward, error) {
 	stopCh, ready := make(chan struct{}), make(chan struct{})
-	pf, err := portforward.NewOnAddresses(d, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(remote)}, stopCh, ready, io.Discard, io.Discard)
+	specs := make([]string, len(remotes))
+	for i, r := range remotes {
+		specs[i] = "0:" + strconv.Itoa(r)
+	}
+	pf, err := portforward.NewOnAddresses(d, []string{"127.0.0.1"}, specs, stopCh, ready, io.Discard, io.Discard)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +298,10 @@ func tryForward(d httpstream.Dialer, remote int) (*forward, error) {
 		f.stop()
 		return nil, err
 	}
-	f.local = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].Local)))
+	for _, p := range ports {
+		f.locals = append(f.locals, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Local))))
+	}
+	f.local = f.locals[0]
 	return f, nil
 }
 

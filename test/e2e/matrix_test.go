@@ -4,13 +4,22 @@ import (
 	"net"
 	"os"
 	"testing"
+
+	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 )
 
 // TestClientMatrix moves matrixBytes down and up through the gateway with
 // every kind of client and checks every byte, then checks the gateway counted
-// the session under the client's protocol.
+// the session under the client's protocol, and the forwarded connection when
+// the stream-aware splice ran. Both splice modes run the whole matrix.
 func TestClientMatrix(t *testing.T) {
-	e := newEnv(t)
+	for _, mode := range []string{options.SpliceStreams, options.SpliceOpaque} {
+		t.Run(mode, func(t *testing.T) { clientMatrix(t, mode) })
+	}
+}
+
+func clientMatrix(t *testing.T, mode string) {
+	e := newEnv(t, func(o *options.Options) { o.Streams.SpliceMode = mode })
 	type open func(t *testing.T) (conn net.Conn, done func())
 	viaForward := func(kind dialerKind) open {
 		return func(t *testing.T) (net.Conn, func()) {
@@ -76,7 +85,10 @@ func TestClientMatrix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := e.scrape(t).value(mSessions, labels{"protocol": tt.protocol, "outcome": "completed"})
+			m := e.scrape(t)
+			before := m.value(mSessions, labels{"protocol": tt.protocol, "outcome": "completed"})
+			fwdLabels := labels{"protocol": tt.protocol, "outcome": "client_closed"}
+			fwdBefore := m.value(mForwards, fwdLabels)
 			conn, done := tt.open(t)
 			res, err := transfer(t, conn, tt.bytes, tt.bytes)
 			_ = conn.Close()
@@ -87,6 +99,13 @@ func TestClientMatrix(t *testing.T) {
 			t.Logf("%s: %d MiB each way in %v: %.1f MiB/s (both directions)", tt.name, tt.bytes>>20, res.elapsed.Round(1e6), res.mibps())
 			e.waitSessions(t, tt.protocol, "completed", before+1)
 			e.waitIdle(t)
+			wantFwd := fwdBefore
+			if mode == options.SpliceStreams && tt.protocol != "websocket_legacy" {
+				wantFwd++
+			}
+			if got := e.scrape(t).value(mForwards, fwdLabels); got != wantFwd {
+				t.Errorf("%s{protocol=%q,outcome=client_closed} = %.0f, want %.0f", mForwards, tt.protocol, got, wantFwd)
+			}
 		})
 	}
 }
