@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,11 @@ type Options struct {
 	// GitVersion is what /version reports, e.g. "v1.33.0". kubectl's version
 	// dispatcher picks its binary by this minor.
 	GitVersion string
+	// StreamCreationTimeout and StreamIdleTimeout are the kubelet's
+	// port-forward timeouts (kubelet.Options); zero keeps the kubelet's
+	// defaults (30s and 4h). Tests shorten them to observe the expiry.
+	StreamCreationTimeout time.Duration
+	StreamIdleTimeout     time.Duration
 }
 
 // Files are the paths a gateway is configured with.
@@ -76,7 +82,11 @@ func Start(o Options) (*Cluster, error) {
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
 		},
 	}
-	c.Kubelet, err = kubelet.Start(kubelet.Options{TLS: serverTLS(kubeletCert, c.CA)})
+	c.Kubelet, err = kubelet.Start(kubelet.Options{
+		TLS:                   serverTLS(kubeletCert, c.CA),
+		StreamCreationTimeout: o.StreamCreationTimeout,
+		StreamIdleTimeout:     o.StreamIdleTimeout,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -177,7 +177,9 @@ func BenchmarkRelayData(b *testing.B) {
 	cc, gwc := net.Pipe()
 	gwk, kc := net.Pipe()
 	done := make(chan End, 1)
-	go func() { done <- Run(Conn{R: gwc, W: gwc, Close: gwc.Close}, Conn{R: gwk, W: gwk, Close: gwk.Close}, Options{}) }()
+	go func() {
+		done <- Run(Conn{R: gwc, W: gwc, Close: gwc.Close}, Conn{R: gwk, W: gwk, Close: gwk.Close}, Options{})
+	}()
 	var enc storedEncoder
 	go func() { _, _ = cc.Write(enc.appendSynStream(nil, 1, 0, 0, 0, 0, pairHeaders(kindData, "80", 0))) }()
 	frame := appendData(nil, 1, 0, make([]byte, 32<<10))
