@@ -66,8 +66,8 @@ const (
 // spliceVariants are what -splice may name.
 var spliceVariants = []spliceVariant{
 	{variantOpaque, []string{"--splice-mode=opaque"}},
-	{"streams", []string{"--splice-mode=streams"}},
-	{"streams-early", []string{"--splice-mode=streams", "--early-stream-reply"}},
+	{"streams", []string{"--splice-mode=streams", "--early-stream-reply=false"}},
+	{"streams-early", []string{"--splice-mode=streams", "--early-stream-reply=true"}},
 	// No flags at all: for gateway builds that predate --splice-mode.
 	{variantDefault, nil},
 }
@@ -114,7 +114,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&modes, "modes", "spdy,websocket", "comma-separated: spdy, websocket")
 	flag.StringVar(&c.out, "out", "", "also write the results as markdown to this file")
 	flag.Var(gatewayFlag{&c.gateways}, "gateway-bin", "measure this prebuilt gateway binary instead of building ./cmd/pfgateway; repeat as NAME=PATH to compare several in one run")
-	flag.StringVar(&splice, "splice", "opaque,streams,streams-early", "gateway configurations to run side by side, one child each: opaque (--splice-mode=opaque), streams (--splice-mode=streams), streams-early (also --early-stream-reply), default (no such flags, for older builds)")
+	flag.StringVar(&splice, "splice", "opaque,streams,streams-early", "gateway configurations to run side by side, one child each: opaque (--splice-mode=opaque), streams (--splice-mode=streams --early-stream-reply=false), streams-early (--early-stream-reply=true), default (no such flags, for older builds)")
 	flag.StringVar(&c.profileDir, "cpuprofile-dir", "", "run the gateway under a CPU profiler (bench/internal/gwprof) and write one profile per gateway transfer here; with -gateway-bin, the binaries must be built from bench/internal/gwprof")
 	flag.Float64Var(&c.quiet.Below, "quiet-below", 0.3, "before each measurement, wait until other processes use fewer cores than this (0: do not wait)")
 	flag.DurationVar(&c.quiet.MaxWait, "quiet-wait", 2*time.Minute, "longest wait for a quiet machine before measuring anyway")

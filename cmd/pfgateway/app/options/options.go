@@ -111,7 +111,11 @@ func NewOptions() *Options {
 			MaxRedirects:          5,
 		},
 		Streams: StreamOptions{
-			SpliceMode:           SpliceStreams,
+			SpliceMode: SpliceStreams,
+			// On by default: it is what brings a new connection's latency
+			// under the opaque splice's (BENCHMARKS.md), and errors still
+			// arrive on the error stream (docs/stream-relay.md §8).
+			EarlyReply:           true,
 			CreationTimeout:      30 * time.Second,
 			MaxStreamsPerSession: 512,
 		},
@@ -153,7 +157,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 	st := &o.Streams
 	fs.StringVar(&st.SpliceMode, "splice-mode", st.SpliceMode, "How SPDY and WebSocket-tunnel sessions are relayed: \"streams\" (frame by frame, with per-connection metrics, logs and policy) or \"opaque\" (a byte copy, as the kube-apiserver does). Legacy WebSocket sessions are always opaque.")
-	fs.BoolVar(&st.EarlyReply, "early-stream-reply", st.EarlyReply, "With --splice-mode=streams, answer a client's stream creation without waiting for the kubelet's reply (saves two gateway-kubelet round trips per new forwarded connection).")
+	fs.BoolVar(&st.EarlyReply, "early-stream-reply", st.EarlyReply, "With --splice-mode=streams, answer a client's stream creation without waiting for the kubelet's reply (saves a gateway-kubelet round trip per new forwarded connection; errors still arrive on the error stream).")
 	fs.DurationVar(&st.CreationTimeout, "stream-creation-timeout", st.CreationTimeout, "With --splice-mode=streams, how long the gateway waits for a pair's second stream or the kubelet's reply before resetting the pair (the kubelet's own default is 30s).")
 	fs.IntVar(&st.MaxStreamsPerSession, "max-streams-per-session", st.MaxStreamsPerSession, "With --splice-mode=streams, the most open SPDY streams (two per forwarded connection) a session may hold; more are refused.")
 	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")

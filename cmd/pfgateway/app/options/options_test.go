@@ -25,7 +25,7 @@ func TestDefaultOptions(t *testing.T) {
 			DefaultPort:           10250, DialTimeout: 10 * time.Second, KeepAlive: 30 * time.Second,
 			UpgradeTimeout: 30 * time.Second, MaxRedirects: 5,
 		},
-		Streams: StreamOptions{SpliceMode: "streams", CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
+		Streams: StreamOptions{SpliceMode: "streams", EarlyReply: true, CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
 		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
