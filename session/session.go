@@ -29,7 +29,10 @@ type Session struct {
 	Pod       string
 	Protocol  metrics.Protocol
 	Ports     []int32 // known before the upgrade only for the legacy WebSocket protocol
-	Start     time.Time
+	// Policy is the gateway policy's decision that admitted the session
+	// (the rule that matched), for the audit record; empty without a policy.
+	Policy string
+	Start  time.Time
 
 	up, down         atomic.Int64
 	forwards         atomic.Int64 // forwarded connections (stream-aware splice only)
