@@ -36,6 +36,9 @@ type Options struct {
 	// defaults (30s and 4h). Tests shorten them to observe the expiry.
 	StreamCreationTimeout time.Duration
 	StreamIdleTimeout     time.Duration
+	// ForwardLinger is the kubelet's wait for a forward's second direction
+	// (kubelet.Options); zero keeps containerd's 1 s.
+	ForwardLinger time.Duration
 }
 
 // Files are the paths a gateway is configured with.
@@ -86,6 +89,7 @@ func Start(o Options) (*Cluster, error) {
 		TLS:                   serverTLS(kubeletCert, c.CA),
 		StreamCreationTimeout: o.StreamCreationTimeout,
 		StreamIdleTimeout:     o.StreamIdleTimeout,
+		ForwardLinger:         o.ForwardLinger,
 	})
 	if err != nil {
 		return nil, err

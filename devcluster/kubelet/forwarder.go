@@ -15,9 +15,6 @@ const (
 	// dialTimeout bounds a dial to a pod address; loopback dials either
 	// succeed or are refused at once, so this only guards odd test setups.
 	dialTimeout = 10 * time.Second
-	// lingerTimeout is how long a forward waits for the second direction
-	// after the first one ended, as containerd does (socat's -t default).
-	lingerTimeout = time.Second
 	// copyBufferSize is io.Copy's default and also the SPDY/WebSocket data
 	// frame size each chunk becomes.
 	copyBufferSize = 32 << 10
@@ -36,14 +33,14 @@ type forwarder struct {
 
 // PortForward dials the pod's address for port and copies both ways, the
 // way containerd's CRI plugin does (internal/cri/server/sandbox_portforward_linux.go):
-// when one direction ends, it waits at most lingerTimeout for the other and
+// when one direction ends, it waits at most Options.ForwardLinger for the other and
 // then returns, and the caller closes the stream. Unlike containerd, EOF from
 // the client half-closes the TCP connection to the pod (CloseWrite), so a
 // server that reads until EOF (an echo server, an upload sink) answers
 // instead of waiting out the linger timeout.
 //
 // Consequence worth knowing in tests: a client that half-closes and then
-// expects more than lingerTimeout worth of response gets it truncated, on a
+// expects more than the linger's worth of response gets it truncated, on a
 // real containerd node and here alike.
 //
 // The returned error is written by the library on the error stream as
@@ -95,7 +92,7 @@ func (f *forwarder) PortForward(_ context.Context, _, _ string, port int32, stre
 	case <-k.ctx.Done():
 		return nil // the kubelet died; nobody is left to read an error
 	}
-	linger := time.NewTimer(lingerTimeout)
+	linger := time.NewTimer(k.opts.ForwardLinger)
 	defer linger.Stop()
 	select {
 	case err := <-errc:

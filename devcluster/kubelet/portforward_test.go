@@ -278,8 +278,8 @@ func TestPodClosesFirst(t *testing.T) {
 			if n, err := io.Copy(io.Discard, c); n != 0 || err != nil {
 				t.Fatalf("after pod close: %d bytes, %v", n, err)
 			}
-			if d := time.Since(start); d < lingerTimeout*8/10 || d > 5*time.Second {
-				t.Errorf("EOF %v after the pod closed, want about %v", d, lingerTimeout)
+			if d := time.Since(start); d < DefaultForwardLinger*8/10 || d > 5*time.Second {
+				t.Errorf("EOF %v after the pod closed, want about %v", d, DefaultForwardLinger)
 			}
 		})
 	}

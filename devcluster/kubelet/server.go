@@ -35,6 +35,10 @@ const (
 	// DefaultStreamCreationTimeout is the kubelet's default time to wait for
 	// both streams of a forwarded connection.
 	DefaultStreamCreationTimeout = 30 * time.Second
+	// DefaultForwardLinger is how long a forward waits for the second
+	// direction after the first one ended, as containerd does (socat's -t
+	// default).
+	DefaultForwardLinger = time.Second
 	// DefaultAddr listens on loopback only: the kubelet here is for tests.
 	DefaultAddr = "127.0.0.1:0"
 
@@ -61,6 +65,10 @@ type Options struct {
 	// StreamCreationTimeout is how long the server waits for the second
 	// stream of a data/error pair; DefaultStreamCreationTimeout when zero.
 	StreamCreationTimeout time.Duration
+	// ForwardLinger is how long a forwarded connection waits for its second
+	// direction once the first ended; DefaultForwardLinger when zero. Tests
+	// whose pod answers after the client's FIN lengthen it on loaded machines.
+	ForwardLinger time.Duration
 }
 
 // Pod is a pod the kubelet knows: which local TCP address each container
@@ -126,6 +134,9 @@ func Start(o Options) (*Kubelet, error) {
 	}
 	if o.StreamIdleTimeout <= 0 {
 		o.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if o.ForwardLinger <= 0 {
+		o.ForwardLinger = DefaultForwardLinger
 	}
 	if o.StreamCreationTimeout <= 0 {
 		o.StreamCreationTimeout = DefaultStreamCreationTimeout

@@ -54,6 +54,9 @@ func selectedPaths() []path {
 }
 
 // clusterOpts is what a case may change on the kubelet and the gateway.
+// streamsLinger is the test kubelet's linger in this tier.
+const streamsLinger = 10 * time.Second
+
 type clusterOpts struct {
 	creationTimeout time.Duration // kubelet streamCreationTimeout, 0 = 30s
 	idleTimeout     time.Duration // kubelet streamIdleTimeout, 0 = 4h
@@ -76,8 +79,12 @@ type env struct {
 func newEnv(t *testing.T, p path, o clusterOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
+	// The kubelet's 1 s linger (how long a forward waits for the pod's
+	// answer after the client's FIN) is too short on a loaded CI machine:
+	// the direct path then loses the pod's answer that the golden expects.
+	// No case observes the linger itself.
 	cl, err := devcluster.Start(devcluster.Options{Dir: dir, GitVersion: "v1.33.0",
-		StreamCreationTimeout: o.creationTimeout, StreamIdleTimeout: o.idleTimeout})
+		StreamCreationTimeout: o.creationTimeout, StreamIdleTimeout: o.idleTimeout, ForwardLinger: streamsLinger})
 	if err != nil {
 		t.Fatalf("devcluster.Start: %v", err)
 	}
