@@ -98,7 +98,7 @@ func TestAuthorization(t *testing.T) {
 		o.Authorization.WebhookCacheUnauthorizedTTL = 5 * time.Minute
 	})
 	e.cluster.APIServer.SetSubjectAccessReviewer(denyPods)
-	for _, name := range []string{"ok-spdy", "ok-tunnel", "ok-legacy", "deny-spdy", "deny-tunnel", "deny-legacy", "sar-error"} {
+	for _, name := range []string{"ok-spdy", "ok-tunnel", "ok-legacy", "deny-spdy", "deny-tunnel", "deny-legacy", "deny-kubectl", "sar-error"} {
 		e.addPod(devcluster.Pod{Name: name, Ports: map[int32]string{hashPort: e.hash.Addr()}})
 	}
 
@@ -190,6 +190,33 @@ func TestAuthorization(t *testing.T) {
 		}
 		if allowed < 3 {
 			t.Errorf("the kubelet recorded %d requests for the allowed pods, want at least 3", allowed)
+		}
+	})
+
+	t.Run("kubectl shows the refusals", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, pod string
+			minor     int
+			flags     []string
+			want      string
+		}{
+			{name: "1.27 (SPDY) denied", pod: "deny-kubectl", minor: 27, want: forbiddenMessage("deny-kubectl")},
+			{name: "1.33 (WebSocket, then SPDY) denied", pod: "deny-kubectl", minor: 33, want: forbiddenMessage("deny-kubectl")},
+			// The first refused call is discovery, which client-go reads with
+			// Result.Raw(), which does not decode a Status body: kubectl
+			// prints "Forbidden: unknown" there, for any server.
+			{name: "1.33 with --as", pod: "ok-spdy", minor: 33, flags: []string{"--as", "admin"},
+				want: "Error from server (Forbidden)"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				_, run, err := e.kubectlPortForward(t, kubectlBinary(t, tc.minor), tc.pod, hashPort, tc.flags...)
+				if err == nil {
+					t.Fatal("kubectl port-forward started forwarding, want it to fail")
+				}
+				if !strings.Contains(run.stderr.String(), tc.want) {
+					t.Errorf("kubectl stderr %q, want it to contain %q", run.stderr, tc.want)
+				}
+			})
 		}
 	})
 
