@@ -146,8 +146,9 @@ func (s *Server) record(r *http.Request) {
 	s.requests = append(s.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone()})
 }
 
-// ServeHTTP routes a request. Only reads (and SubjectAccessReviews) are served; like kube-apiserver,
-// every answer carries an Audit-Id and forbids caching.
+// ServeHTTP routes a request. Only reads and SubjectAccessReviews are
+// served; like kube-apiserver, every answer carries an Audit-Id and forbids
+// caching.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.record(r)
 	w.Header().Set("Audit-Id", string(uuid.NewUUID()))
