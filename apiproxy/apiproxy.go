@@ -2,19 +2,22 @@
 // port-forward (version, discovery, the pod or workload, pods by selector)
 // by relaying them to the cluster's API server. The router decides which
 // calls get here; this package only relays, with the gateway's credentials
-// and none of the caller's.
+// and none of the caller's, impersonating the caller.
 package apiproxy
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"github.com/pfgateway/pfgateway/authz"
 	"github.com/pfgateway/pfgateway/router"
 	"github.com/pfgateway/pfgateway/status"
 )
@@ -52,6 +55,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		status.NotFound(w, req)
 		return
 	}
+	// Without a user the relay would go out as the gateway itself.
+	if u, ok := request.UserFrom(req.Context()); !ok || u.GetName() == "" {
+		status.Write(w, req, apierrors.NewInternalError(errors.New("no authenticated user to impersonate")))
+		return
+	}
 	rp.ServeHTTP(w, req)
 }
 
@@ -68,7 +76,8 @@ func newReverseProxy(cluster string, cfg *rest.Config) (*httputil.ReverseProxy, 
 		target.Scheme = "https"
 	}
 	return &httputil.ReverseProxy{
-		Transport: rt,
+		// As the caller: the API server authorizes (and audits) each read.
+		Transport: authz.ImpersonatingTransport(rt),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = ""

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
 
 	"github.com/pfgateway/pfgateway/router"
@@ -40,7 +42,8 @@ func TestRelay(t *testing.T) {
 		req.Header.Set(k, v)
 	}
 	w := httptest.NewRecorder()
-	p.ServeHTTP(w, req.WithContext(router.WithCluster(req.Context(), "a")))
+	alice := &user.DefaultInfo{Name: "alice", Groups: []string{"devs", "system:authenticated"}}
+	p.ServeHTTP(w, req.WithContext(request.WithUser(router.WithCluster(req.Context(), "a"), alice)))
 	if w.Code != 200 || w.Body.String() != `{"kind":"Pod"}` {
 		t.Fatalf("relay answered %d %s", w.Code, w.Body)
 	}
@@ -50,10 +53,14 @@ func TestRelay(t *testing.T) {
 	if a := got.Header.Get("Authorization"); a != "Bearer gateway-token" {
 		t.Fatalf("Authorization at the API server = %q, want the gateway's own", a)
 	}
-	for _, h := range []string{"Impersonate-User", "Impersonate-Group", "X-Remote-User", "Cookie"} {
+	for _, h := range []string{"X-Remote-User", "Cookie"} {
 		if got.Header.Get(h) != "" {
 			t.Errorf("%s relayed", h)
 		}
+	}
+	// The caller's own Impersonate-* never; the gateway's, naming the caller.
+	if u, g := got.Header.Get("Impersonate-User"), got.Header.Values("Impersonate-Group"); u != "alice" || strings.Join(g, ",") != "devs,system:authenticated" {
+		t.Errorf("impersonation at the API server: user %q groups %q, want alice and devs,system:authenticated", u, g)
 	}
 	if got.Header.Get("Accept") != "application/vnd.kubernetes.protobuf" || got.Header.Get("Kubectl-Command") == "" || !strings.HasPrefix(got.Header.Get("X-Forwarded-For"), "192.0.2.1") {
 		t.Errorf("negotiation or audit headers lost: %v", got.Header)
@@ -62,10 +69,23 @@ func TestRelay(t *testing.T) {
 	t.Run("should answer 503 Status when the API server is down", func(t *testing.T) {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", "/version", nil)
-		p.ServeHTTP(w, r.WithContext(router.WithCluster(r.Context(), "down")))
+		p.ServeHTTP(w, r.WithContext(request.WithUser(router.WithCluster(r.Context(), "down"), alice)))
 		var st metav1.Status
 		if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || w.Code != 503 || !strings.Contains(st.Message, `cluster "down"`) {
 			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	})
+	t.Run("should answer 500 Status and relay nothing without a user", func(t *testing.T) {
+		got = nil
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/version", nil)
+		p.ServeHTTP(w, r.WithContext(router.WithCluster(r.Context(), "a")))
+		var st metav1.Status
+		if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || w.Code != 500 || st.Message != "Internal error occurred: no authenticated user to impersonate" {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+		if got != nil {
+			t.Errorf("relayed %s without a user", got.URL)
 		}
 	})
 }

@@ -11,11 +11,13 @@ import (
 	"github.com/gorilla/mux"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapifilters "k8s.io/apiserver/pkg/endpoints/filters"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/pfgateway/pfgateway/authz"
 	"github.com/pfgateway/pfgateway/status"
 )
 
@@ -26,6 +28,9 @@ type Config struct {
 	Clusters []string
 	// Authenticator identifies callers; requests it rejects get a 401 Status.
 	Authenticator authenticator.Request
+	// Authorizer decides each port-forward (authz.PortForwardAttributes);
+	// nil refuses them all. Read-only calls are authorized by the API server.
+	Authorizer authorizer.UnconditionalAuthorizer
 	// PortForward serves pods/{name}/portforward.
 	PortForward http.Handler
 	// ReadOnly serves the read-only API calls kubectl makes before the upgrade.
@@ -38,6 +43,8 @@ const PortForwardPath = "/api/v1/namespaces/{namespace}/pods/{name}/portforward"
 // New returns the gateway's handler.
 func New(c Config) http.Handler {
 	h := routes(c)
+	h = authz.WithPortForwardAuthorization(h, c.Authorizer)
+	h = authz.WithImpersonationRefused(h)
 	h = withKnownCluster(h, c.Clusters)
 	h = genericapifilters.WithAuthentication(h, c.Authenticator, genericapifilters.Unauthorized(scheme.Codecs.WithoutConversion()), nil, nil)
 	resolver := &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}

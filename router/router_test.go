@@ -33,7 +33,7 @@ func named(name string) http.Handler {
 }
 
 func TestRoutes(t *testing.T) {
-	h := New(Config{Clusters: []string{"default", "b"}, Authenticator: allowBob, PortForward: named("pf"), ReadOnly: named("ro")})
+	h := New(Config{Clusters: []string{"default", "b"}, Authenticator: allowBob, Authorizer: allowAll, PortForward: named("pf"), ReadOnly: named("ro")})
 	tests := []struct {
 		name       string
 		method     string
@@ -96,13 +96,16 @@ func TestRoutes(t *testing.T) {
 
 func TestRouterRemovesAuthorizationHeader(t *testing.T) {
 	var seen http.Header
-	h := New(Config{Clusters: []string{"default"}, Authenticator: allowBob, ReadOnly: named("ro"),
+	h := New(Config{Clusters: []string{"default"}, Authenticator: allowBob, Authorizer: allowAll, ReadOnly: named("ro"),
 		PortForward: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Clone() })})
 	req := httptest.NewRequest("POST", "/api/v1/namespaces/ns/pods/p/portforward", nil)
 	req.Header.Set("X-Test-User", "bob")
 	req.Header.Set("Authorization", "Bearer t")
 	req.Header.Set("X-Remote-User", "admin")
 	h.ServeHTTP(httptest.NewRecorder(), req)
+	if seen == nil {
+		t.Fatal("the port-forward handler was not reached")
+	}
 	if seen.Get("Authorization") != "" || seen.Get("X-Remote-User") != "" {
 		t.Fatalf("credential headers survived authentication: %v", seen)
 	}

@@ -40,6 +40,9 @@ type Options struct {
 	// Services, Namespaces, ReplicationControllers and apps/v1 Deployments,
 	// ReplicaSets, StatefulSets, DaemonSets.
 	Objects []k8sruntime.Object
+	// SubjectAccessReview decides POSTed SubjectAccessReviews; nil is
+	// AllowAll. SetSubjectAccessReviewer changes it while serving.
+	SubjectAccessReview SubjectAccessReviewFunc
 }
 
 // RecordedRequest is a request as the server received it.
@@ -61,6 +64,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	requests []RecordedRequest
+
+	sar sarState
 }
 
 // Start stores o.Objects and serves on 127.0.0.1 at a free port.
@@ -70,6 +75,7 @@ func Start(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{version: info, store: newStore(), served: make(chan struct{}), done: make(chan struct{})}
+	s.sar.decide = o.SubjectAccessReview
 	for _, obj := range o.Objects {
 		if err := s.store.Add(obj); err != nil {
 			return nil, fmt.Errorf("apiserver: adding initial object: %w", err)
@@ -140,12 +146,17 @@ func (s *Server) record(r *http.Request) {
 	s.requests = append(s.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone()})
 }
 
-// ServeHTTP routes a request. Only reads are served; like kube-apiserver,
-// every answer carries an Audit-Id and forbids caching.
+// ServeHTTP routes a request. Only reads and SubjectAccessReviews are
+// served; like kube-apiserver, every answer carries an Audit-Id and forbids
+// caching.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.record(r)
 	w.Header().Set("Audit-Id", string(uuid.NewUUID()))
 	w.Header().Set("Cache-Control", "no-cache, private")
+	if r.URL.Path == subjectAccessReviewPath {
+		s.serveSubjectAccessReview(w, r)
+		return
+	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		writeError(w, r, methodNotAllowed())

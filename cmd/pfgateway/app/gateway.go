@@ -70,6 +70,10 @@ func New(c *completedConfig) (*Gateway, error) {
 	if g.authn, err = authn.NewClientCert(c.opts.Serving.ClientCAFile); err != nil {
 		return nil, err
 	}
+	az, err := newAuthorizer(c.opts.Authorization, client)
+	if err != nil {
+		return nil, err
+	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
 		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams)},
@@ -78,6 +82,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
+		Authorizer: az,
 	})
 
 	s := c.opts.Serving

@@ -19,11 +19,12 @@ import (
 
 // Options are all of pfgateway's settings.
 type Options struct {
-	Serving ServingOptions
-	Cluster ClusterOptions
-	Kubelet KubeletOptions
-	Streams StreamOptions
-	Metrics MetricsOptions
+	Serving       ServingOptions
+	Cluster       ClusterOptions
+	Kubelet       KubeletOptions
+	Streams       StreamOptions
+	Metrics       MetricsOptions
+	Authorization AuthorizationOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -119,7 +120,8 @@ func NewOptions() *Options {
 			CreationTimeout:      30 * time.Second,
 			MaxStreamsPerSession: 512,
 		},
-		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
+		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
+		Authorization: NewAuthorizationOptions(),
 	}
 }
 
@@ -163,6 +165,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")
 
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
+	o.Authorization.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -226,6 +229,7 @@ func (o *Options) Validate() error {
 	if _, _, err := net.SplitHostPort(o.Metrics.BindAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))
 	}
+	errs = append(errs, o.Authorization.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

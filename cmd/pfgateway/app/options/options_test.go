@@ -25,8 +25,9 @@ func TestDefaultOptions(t *testing.T) {
 			DefaultPort:           10250, DialTimeout: 10 * time.Second, KeepAlive: 30 * time.Second,
 			UpgradeTimeout: 30 * time.Second, MaxRedirects: 5,
 		},
-		Streams: StreamOptions{SpliceMode: "streams", EarlyReply: true, CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
-		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
+		Streams:       StreamOptions{SpliceMode: "streams", EarlyReply: true, CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
+		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
+		Authorization: AuthorizationOptions{Mode: "Webhook", WebhookCacheAuthorizedTTL: 10 * time.Second, WebhookCacheUnauthorizedTTL: 10 * time.Second},
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults changed:\n got %+v\nwant %+v", got, want)
