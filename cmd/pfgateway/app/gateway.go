@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pfgateway/pfgateway/apiproxy"
+	"github.com/pfgateway/pfgateway/audit"
 	"github.com/pfgateway/pfgateway/authn"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/metrics"
@@ -45,6 +46,7 @@ type Gateway struct {
 	ready, draining         atomic.Bool
 	authn                   *authn.ClientCert
 	informers               informers.SharedInformerFactory
+	audit                   *audit.Auditor // nil without an audit sink
 }
 
 // New builds a gateway and binds its listeners; Run serves.
@@ -70,6 +72,12 @@ func New(c *completedConfig) (*Gateway, error) {
 	if g.authn, err = authn.NewClientCert(c.opts.Serving.ClientCAFile); err != nil {
 		return nil, err
 	}
+	if g.audit, err = newAuditor(c.opts.Audit, g.Registry); err != nil {
+		return nil, err
+	}
+	if g.audit != nil {
+		g.Sessions.SetObserver(g.audit)
+	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
 		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams)},
@@ -78,6 +86,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
+		Audit: g.audit,
 	})
 
 	s := c.opts.Serving
@@ -131,6 +140,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.authn.Run(runCtx)
+	g.audit.Start()
 	go g.cfg.servingCert.Run(runCtx, certReloadPeriod)
 	g.informers.Start(runCtx.Done())
 
@@ -175,6 +185,10 @@ func (g *Gateway) shutdown() {
 	if n := g.Sessions.Drain(time.Until(deadline)); n > 0 {
 		klog.InfoS("Closed sessions still open after the grace period", "sessions", n)
 	}
+	// Every session has ended and enqueued its events: flush them.
+	actx, acancel := context.WithTimeout(context.Background(), auditFlushTimeout)
+	g.audit.Close(actx)
+	acancel()
 	_ = g.server.Close()
 	_ = g.admin.Close()
 }
