@@ -1,0 +1,373 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
+	"github.com/pfgateway/pfgateway/devcluster"
+)
+
+const mAuditEvents = "pfgateway_audit_events_total"
+
+// auditWebhook is an in-process HTTPS audit webhook; while hanging, it
+// holds every request until release.
+type auditWebhook struct {
+	srv        *httptest.Server
+	kubeconfig string
+
+	mu      sync.Mutex
+	events  []auditv1.Event
+	hang    bool
+	release chan struct{}
+	once    sync.Once
+}
+
+func startAuditWebhook(t *testing.T, hang bool) *auditWebhook {
+	t.Helper()
+	w := &auditWebhook{hang: hang, release: make(chan struct{})}
+	w.srv = httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if w.hang {
+			select {
+			case <-w.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		var list auditv1.EventList
+		if err := json.NewDecoder(r.Body).Decode(&list); err != nil || list.APIVersion != "audit.k8s.io/v1" || list.Kind != "EventList" {
+			http.Error(rw, fmt.Sprintf("not an audit.k8s.io/v1 EventList: %v %s %s", err, list.APIVersion, list.Kind), http.StatusBadRequest)
+			return
+		}
+		w.mu.Lock()
+		w.events = append(w.events, list.Items...)
+		w.mu.Unlock()
+	}))
+	t.Cleanup(w.srv.Close) // runs after the gateway has stopped
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: w.srv.Certificate().Raw})
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["audit"] = &clientcmdapi.Cluster{Server: w.srv.URL + "/audit", CertificateAuthorityData: caPEM}
+	cfg.AuthInfos["gateway"] = &clientcmdapi.AuthInfo{}
+	cfg.Contexts["audit"] = &clientcmdapi.Context{Cluster: "audit", AuthInfo: "gateway"}
+	cfg.CurrentContext = "audit"
+	w.kubeconfig = filepath.Join(t.TempDir(), "audit-webhook.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, w.kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// unblock lets held and later requests through.
+func (w *auditWebhook) unblock() { w.once.Do(func() { close(w.release) }) }
+
+func (w *auditWebhook) received() []auditv1.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.events)
+}
+
+// readAuditLog decodes each line of the audit log as an audit.k8s.io/v1 Event.
+func readAuditLog(t *testing.T, path string) []auditv1.Event {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []auditv1.Event
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var ev auditv1.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || ev.APIVersion != "audit.k8s.io/v1" || ev.Kind != "Event" {
+			t.Fatalf("audit log line %q: %v", sc.Text(), err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// gatewayMetrics reads the gateway's registry directly (it outlives the
+// admin listener, so it can be read after shutdown).
+func (e *env) gatewayMetrics(t *testing.T) metrics {
+	t.Helper()
+	mfs, err := e.gw.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics{}
+	for _, mf := range mfs {
+		m[mf.GetName()] = mf
+	}
+	return m
+}
+
+func auditKey(ev auditv1.Event) string { return string(ev.AuditID) + "/" + string(ev.Stage) }
+
+// TestAuditRecords runs one client-go SPDY session with two forwarded
+// connections of known sizes and two refused requests, then reads the audit
+// log and the webhook's EventLists back and checks each event field by field.
+func TestAuditRecords(t *testing.T) {
+	wh := startAuditWebhook(t, false)
+	logPath := filepath.Join(t.TempDir(), "audit", "audit.log")
+	e := newEnv(t, func(o *options.Options) {
+		o.Audit.LogPath, o.Audit.WebhookConfigFile, o.Audit.WebhookInitialBackoff = logPath, wh.kubeconfig, 50*time.Millisecond
+	})
+
+	f := startForward(t, dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")), hashPort, 7002)
+	sizes := [][2]int64{{300 << 10, 100 << 10}, {0, 1 << 20}}
+	for i, s := range sizes {
+		c, err := net.Dial("tcp", f.locals[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := transfer(t, c, s[0], s[1]); err != nil {
+			t.FailNow()
+		}
+		_ = c.Close()
+	}
+	f.stop()
+	<-f.done
+	e.waitIdle(t)
+
+	noCert := e.raw(t, http.MethodPost, pf("hash"), spdyUpgrade, false)
+	expectStatus(t, noCert, 401, "Unauthorized", "Unauthorized")
+	unknown := e.raw(t, http.MethodPost, pf("nope"), spdyUpgrade, true)
+	expectStatus(t, unknown, 404, "NotFound", `pods "nope" not found`)
+
+	if err := e.shutdown(30 * time.Second); err != nil { // flushes the sinks
+		t.Fatal(err)
+	}
+	events := readAuditLog(t, logPath)
+	if len(events) != 6 {
+		t.Fatalf("%d audit events, want 6 (session start and end, 2 connections, 2 refused):\n%+v", len(events), events)
+	}
+	byStage := func(stage auditv1.Stage, code int32) []auditv1.Event {
+		var out []auditv1.Event
+		for _, ev := range events {
+			if ev.Stage == stage && ev.ResponseStatus != nil && ev.ResponseStatus.Code == code {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	started, completed := byStage(auditv1.StageResponseStarted, 101), byStage(auditv1.StageResponseComplete, 101)
+	if len(started) != 1 || len(completed) != 3 {
+		t.Fatalf("%d session-start and %d 101-complete events, want 1 and 3", len(started), len(completed))
+	}
+	start := started[0]
+	sessionID := start.Annotations["pfgateway.io/session-id"]
+	common := func(name string, ev auditv1.Event, user, pod string) {
+		t.Helper()
+		if ev.Level != auditv1.LevelMetadata || ev.Verb != "create" || ev.User.Username != user ||
+			ev.ObjectRef == nil || ev.ObjectRef.Resource != "pods" || ev.ObjectRef.Subresource != "portforward" ||
+			ev.ObjectRef.Namespace != "default" || ev.ObjectRef.Name != pod ||
+			ev.RequestURI != "/api/v1/namespaces/default/pods/"+pod+"/portforward" ||
+			!slices.Equal(ev.SourceIPs, []string{"127.0.0.1"}) || ev.Annotations["pfgateway.io/cluster"] != "default" ||
+			ev.RequestReceivedTimestamp.IsZero() || ev.StageTimestamp.Before(&ev.RequestReceivedTimestamp) {
+			t.Errorf("%s event: %+v (objectRef %+v)", name, ev, ev.ObjectRef)
+		}
+		if user == "alice" && (!slices.Equal(ev.User.Groups, []string{"devs", "system:authenticated"}) || ev.UserAgent == "") {
+			t.Errorf("%s event: groups %v userAgent %q", name, ev.User.Groups, ev.UserAgent)
+		}
+	}
+	common("session start", start, "alice", "hash")
+	if sessionID == "" || start.Annotations["pfgateway.io/protocol"] != "spdy" || start.Annotations["pfgateway.io/node"] != devcluster.NodeName {
+		t.Errorf("session start annotations %v", start.Annotations)
+	}
+
+	var end auditv1.Event
+	var conns []auditv1.Event
+	for _, ev := range completed {
+		if ev.AuditID == start.AuditID {
+			end = ev
+		} else {
+			conns = append(conns, ev)
+		}
+	}
+	common("session end", end, "alice", "hash")
+	a := end.Annotations
+	up, _ := strconv.ParseInt(a["pfgateway.io/bytes-up"], 10, 64)
+	down, _ := strconv.ParseInt(a["pfgateway.io/bytes-down"], 10, 64)
+	// The session's bytes are SPDY frames: the payloads plus framing.
+	if a["pfgateway.io/session-id"] != sessionID || a["pfgateway.io/outcome"] != "completed" || a["pfgateway.io/node"] != devcluster.NodeName ||
+		up < 300<<10+2*24 || down < 1100<<10+2*32 || a["pfgateway.io/duration"] == "" {
+		t.Errorf("session end annotations %v", a)
+	}
+
+	if len(conns) != 2 {
+		t.Fatalf("%d forwarded-connection events, want 2", len(conns))
+	}
+	slices.SortFunc(conns, func(x, y auditv1.Event) int {
+		return strings.Compare(x.Annotations["pfgateway.io/request-id"], y.Annotations["pfgateway.io/request-id"])
+	})
+	for i, c := range conns {
+		common(fmt.Sprintf("connection %d", i), c, "alice", "hash")
+		want := map[string]string{
+			"pfgateway.io/session-id": sessionID, "pfgateway.io/protocol": "spdy", "pfgateway.io/node": devcluster.NodeName,
+			"pfgateway.io/port": strconv.Itoa([]int{hashPort, 7002}[i]), "pfgateway.io/request-id": strconv.Itoa(i),
+			"pfgateway.io/bytes-up": strconv.FormatInt(sizes[i][0]+24, 10), "pfgateway.io/bytes-down": strconv.FormatInt(sizes[i][1]+32, 10),
+			"pfgateway.io/outcome": "client_closed",
+		}
+		for k, v := range want {
+			if c.Annotations[k] != v {
+				t.Errorf("connection %d: %s = %q, want %q", i, k, c.Annotations[k], v)
+			}
+		}
+		if c.AuditID == start.AuditID || c.ResponseStatus.Status != "Success" {
+			t.Errorf("connection %d: auditID %s (session's %s), status %+v", i, c.AuditID, start.AuditID, c.ResponseStatus)
+		}
+	}
+	if conns[0].AuditID == conns[1].AuditID {
+		t.Error("the two connections share an auditID")
+	}
+
+	refused401 := byStage(auditv1.StageResponseComplete, 401)
+	if len(refused401) != 1 {
+		t.Fatalf("%d 401 events, want 1", len(refused401))
+	}
+	common("401", refused401[0], "", "hash")
+	if st := refused401[0].ResponseStatus; st.Reason != "Unauthorized" || st.Message != "Unauthorized" || len(refused401[0].User.Groups) != 0 {
+		t.Errorf("401 event status %+v user %+v", st, refused401[0].User)
+	}
+	refused404 := byStage(auditv1.StageResponseComplete, 404)
+	if len(refused404) != 1 {
+		t.Fatalf("%d 404 events, want 1", len(refused404))
+	}
+	common("404", refused404[0], "alice", "nope")
+	if st, a := refused404[0].ResponseStatus, refused404[0].Annotations; st.Reason != "NotFound" || st.Message != `pods "nope" not found` ||
+		a["pfgateway.io/outcome"] != "rejected" || a["pfgateway.io/session-id"] == "" {
+		t.Errorf("404 event status %+v annotations %v", st, a)
+	}
+
+	// The webhook received the same events.
+	got, want := map[string]bool{}, map[string]bool{}
+	for _, ev := range wh.received() {
+		got[auditKey(ev)] = true
+	}
+	for _, ev := range events {
+		want[auditKey(ev)] = true
+	}
+	if len(wh.received()) != len(events) || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("webhook received %v, the log has %v", got, want)
+	}
+	m := e.gatewayMetrics(t)
+	for _, sink := range []string{"log", "webhook"} {
+		if w, d, f := m.value(mAuditEvents, labels{"sink": sink, "result": "written"}), m.value(mAuditEvents, labels{"sink": sink, "result": "dropped"}),
+			m.value(mAuditEvents, labels{"sink": sink, "result": "failed"}); w != 6 || d != 0 || f != 0 {
+			t.Errorf("%s{sink=%s}: written %v dropped %v failed %v, want 6 0 0", mAuditEvents, sink, w, d, f)
+		}
+	}
+}
+
+// TestAuditWebhookHangs: an audit webhook that does not answer never stalls
+// the data path. With --audit-overflow=drop sessions keep working and the
+// dropped events are counted; with refuse, new sessions get a 503 Status
+// while the buffer is full and live ones keep flowing.
+func TestAuditWebhookHangs(t *testing.T) {
+	newHungEnv := func(t *testing.T, overflow string) (*env, *auditWebhook) {
+		wh := startAuditWebhook(t, true)
+		e := newEnv(t, func(o *options.Options) {
+			o.Audit.WebhookConfigFile, o.Audit.WebhookInitialBackoff = wh.kubeconfig, 50*time.Millisecond
+			o.Audit.BufferSize, o.Audit.Overflow = 1, overflow
+		})
+		t.Cleanup(wh.unblock) // before the gateway stops: its flush then completes
+		return e, wh
+	}
+	count := func(t *testing.T, e *env, result string) float64 {
+		return e.gatewayMetrics(t).value(mAuditEvents, labels{"sink": "webhook", "result": result})
+	}
+
+	t.Run("drop", func(t *testing.T) {
+		e, wh := newHungEnv(t, "drop")
+		f := startForward(t, dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")), hashPort)
+		for range 3 {
+			c, err := f.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := transfer(t, c, 64<<10, 64<<10); err != nil {
+				t.FailNow()
+			}
+			_ = c.Close()
+		}
+		f.stop()
+		<-f.done
+		e.waitIdle(t)
+		// Start (held by the webhook), three connections, end: five events,
+		// one in flight and one buffered.
+		eventually(t, 10*time.Second, "dropped audit events", func() bool { return count(t, e, "dropped") == 3 })
+		if w := count(t, e, "written"); w != 0 {
+			t.Errorf("written %v while the webhook hangs", w)
+		}
+		wh.unblock()
+		eventually(t, 10*time.Second, "the held events to be written", func() bool { return count(t, e, "written") == 2 })
+		if n := len(wh.received()); n != 2 {
+			t.Errorf("webhook received %d events, want 2", n)
+		}
+	})
+
+	t.Run("refuse", func(t *testing.T) {
+		e, wh := newHungEnv(t, "refuse")
+		live := startForward(t, dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")), hashPort)
+		// The session's start event is held by the webhook; the first
+		// connection's event fills the buffer of one.
+		move := func(what string) {
+			t.Helper()
+			c, err := live.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := transfer(t, c, 32<<10, 32<<10); err != nil {
+				t.Fatalf("%s: the live session stopped flowing", what)
+			}
+			_ = c.Close()
+		}
+		move("first connection")
+		eventually(t, 10*time.Second, "the audit buffer to fill", func() bool {
+			return e.gatewayMetrics(t).value("pfgateway_audit_buffered_events", labels{"sink": "webhook"}) == 1
+		})
+
+		expectStatus(t, e.raw(t, http.MethodPost, pf("hash"), spdyUpgrade, true), 503, "ServiceUnavailable", "audit backend unavailable")
+		refused, err := tryForward(dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")), hashPort)
+		if err == nil {
+			refused.stop()
+			t.Fatal("a new session was admitted while the audit buffer is full")
+		}
+		if !strings.Contains(err.Error(), "audit backend unavailable") {
+			t.Errorf("client-go error %q does not carry the Status message", err)
+		}
+		move("second connection, while new sessions are refused")
+		if got := e.gatewayMetrics(t).value("pfgateway_audit_refused_requests_total", nil); got != 2 {
+			t.Errorf("refused requests %v, want 2", got)
+		}
+
+		wh.unblock()
+		eventually(t, 10*time.Second, "the sink to drain", func() bool { return count(t, e, "written") >= 2 })
+		again := startForward(t, dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")), hashPort)
+		c, err := again.dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := transfer(t, c, 1024, 1024); err != nil {
+			t.FailNow()
+		}
+		_ = c.Close()
+	})
+}
