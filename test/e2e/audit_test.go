@@ -371,3 +371,51 @@ func TestAuditWebhookHangs(t *testing.T) {
 		_ = c.Close()
 	})
 }
+
+// TestAuditProtocols: the WebSocket tunnel (hijacked by gorilla through the
+// audit filter's writer) and the legacy WebSocket protocol are audited too;
+// legacy sessions name their ports.
+func TestAuditProtocols(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "audit.log")
+	e := newEnv(t, func(o *options.Options) { o.Audit.LogPath = logPath })
+	f := startForward(t, dialer(t, dialTunnel, e.cfg, e.pfURL("", "hash")), hashPort)
+	c, err := f.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := transfer(t, c, 4096, 8192); err != nil {
+		t.FailNow()
+	}
+	_ = c.Close()
+	f.stop()
+	<-f.done
+	lc, _, err := e.dialLegacy("hash", hashPort, v4Binary, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = transfer(t, lc, 1000, 2000)
+	_ = lc.Close()
+	if err != nil {
+		t.FailNow()
+	}
+	e.waitIdle(t)
+	if err := e.shutdown(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range readAuditLog(t, logPath) {
+		a := ev.Annotations
+		got = append(got, fmt.Sprintf("%s %d %s ports=%s port=%s up=%s down=%s", ev.Stage, ev.ResponseStatus.Code,
+			a["pfgateway.io/protocol"], a["pfgateway.io/ports"], a["pfgateway.io/port"], a["pfgateway.io/bytes-up"], a["pfgateway.io/bytes-down"]))
+	}
+	// The legacy protocol is spliced opaquely: no per-connection event, and
+	// its session bytes are payload plus WebSocket framing.
+	slices.Sort(got)
+	if len(got) != 5 || !strings.HasPrefix(got[0], "ResponseComplete 101 websocket ports= port= up=") ||
+		got[1] != "ResponseComplete 101 websocket ports= port=7000 up=4120 down=8224" ||
+		!strings.HasPrefix(got[2], "ResponseComplete 101 websocket_legacy ports=7000 port= up=") ||
+		got[3] != "ResponseStarted 101 websocket ports= port= up= down=" ||
+		got[4] != "ResponseStarted 101 websocket_legacy ports=7000 port= up= down=" {
+		t.Errorf("events:\n%s", strings.Join(got, "\n"))
+	}
+}
