@@ -67,7 +67,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	s := &session.Session{
 		Source: req.RemoteAddr, Cluster: cluster, Namespace: ns, Pod: name,
-		Protocol: protocol, Ports: ports,
+		Protocol: protocol, Ports: ports, Context: req.Context(),
 	}
 	if u, ok := request.UserFrom(req.Context()); ok {
 		s.User, s.Groups = u.GetName(), u.GetGroups()

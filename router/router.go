@@ -35,6 +35,17 @@ type Config struct {
 	PortForward http.Handler
 	// ReadOnly serves the read-only API calls kubectl makes before the upgrade.
 	ReadOnly http.Handler
+	// Audit records port-forward requests refused before a session began
+	// (*audit.Auditor; a nil one records nothing).
+	Audit Auditor
+}
+
+// Auditor provides the audit's two filters: one right after authentication,
+// one around the answer to failed authentications (as the apiserver's
+// WithFailedAuthenticationAudit).
+type Auditor interface {
+	WithRefused(http.Handler) http.Handler
+	WithFailedAuthentication(http.Handler) http.Handler
 }
 
 // PortForwardPath is the route of the portforward subresource.
@@ -46,7 +57,11 @@ func New(c Config) http.Handler {
 	h = authz.WithPortForwardAuthorization(h, c.Authorizer)
 	h = authz.WithImpersonationRefused(h)
 	h = withKnownCluster(h, c.Clusters)
-	h = genericapifilters.WithAuthentication(h, c.Authenticator, genericapifilters.Unauthorized(scheme.Codecs.WithoutConversion()), nil, nil)
+	failed := genericapifilters.Unauthorized(scheme.Codecs.WithoutConversion())
+	if c.Audit != nil {
+		h, failed = c.Audit.WithRefused(h), c.Audit.WithFailedAuthentication(failed)
+	}
+	h = genericapifilters.WithAuthentication(h, c.Authenticator, failed, nil, nil)
 	resolver := &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
 	h = genericapifilters.WithRequestInfo(h, resolver)
 	h = withClusterPrefix(h, c.Clusters[0])

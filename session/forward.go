@@ -22,6 +22,9 @@ func (s *Session) Forwarded(rec relay.Record) {
 		"sessionID", s.ID, "user", s.User, "cluster", s.Cluster, "namespace", s.Namespace, "pod", s.Pod, "node", node,
 		"port", rec.Port, "requestID", rec.RequestID, "bytesUp", rec.Up, "bytesDown", rec.Down,
 		"duration", d.Round(time.Microsecond), "outcome", rec.Outcome, "message", rec.Message)
+	if o := s.observer(); o != nil {
+		o.Forwarded(s, rec)
+	}
 }
 
 // Forwards is the number of forwarded connections recorded so far.

@@ -5,6 +5,7 @@
 package session
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -33,6 +34,9 @@ type Session struct {
 	// (the rule that matched), for the audit record; empty without a policy.
 	Policy string
 	Start  time.Time
+	// Context is the request's context, for observers: the audit finds its
+	// record of the request there. Nil outside a request.
+	Context context.Context
 
 	up, down         atomic.Int64
 	forwards         atomic.Int64 // forwarded connections (stream-aware splice only)
@@ -63,6 +67,9 @@ func (s *Session) Upgraded(c io.Closer) {
 	s.closer = c
 	closeNow := s.closedByRegistry
 	s.mu.Unlock()
+	if o := s.observer(); o != nil {
+		o.SessionStarted(s)
+	}
 	if closeNow {
 		_ = c.Close()
 	}
@@ -102,13 +109,18 @@ func (s *Session) End(o metrics.Outcome, reason string) {
 			"cluster", s.Cluster, "namespace", s.Namespace, "pod", s.Pod, "node", node,
 			"protocol", s.Protocol, "ports", s.Ports, "forwards", s.forwards.Load(), "bytesUp", up, "bytesDown", down,
 			"duration", d.Round(time.Millisecond), "outcome", o, "reason", reason)
+		if obs := s.observer(); obs != nil {
+			obs.SessionEnded(s, Ended{Outcome: o, Reason: reason, Upgraded: upgraded, Node: node,
+				Up: up, Down: down, Forwards: s.forwards.Load(), Duration: d})
+		}
 		s.reg.remove(s)
 	})
 }
 
 // Registry holds the live sessions of one gateway process.
 type Registry struct {
-	metrics *metrics.Metrics
+	metrics  *metrics.Metrics
+	observer Observer // set before serving; nil: none
 
 	mu       sync.Mutex // protects the fields below
 	live     map[string]*Session

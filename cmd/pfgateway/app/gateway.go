@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pfgateway/pfgateway/apiproxy"
+	"github.com/pfgateway/pfgateway/audit"
 	"github.com/pfgateway/pfgateway/authn"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/metrics"
@@ -45,6 +46,7 @@ type Gateway struct {
 	ready, draining         atomic.Bool
 	authn                   *authn.ClientCert
 	informers               informers.SharedInformerFactory
+	audit                   *audit.Auditor // nil without an audit sink
 }
 
 // New builds a gateway and binds its listeners; Run serves.
@@ -74,6 +76,12 @@ func New(c *completedConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.audit, err = newAuditor(c.opts.Audit, g.Registry); err != nil {
+		return nil, err
+	}
+	if g.audit != nil {
+		g.Sessions.SetObserver(g.audit)
+	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
 		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams)},
@@ -83,6 +91,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
 		Authorizer: az,
+		Audit:      g.audit,
 	})
 
 	s := c.opts.Serving
@@ -136,6 +145,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.authn.Run(runCtx)
+	g.audit.Start()
 	go g.cfg.servingCert.Run(runCtx, certReloadPeriod)
 	g.informers.Start(runCtx.Done())
 
@@ -180,6 +190,10 @@ func (g *Gateway) shutdown() {
 	if n := g.Sessions.Drain(time.Until(deadline)); n > 0 {
 		klog.InfoS("Closed sessions still open after the grace period", "sessions", n)
 	}
+	// Every session has ended and enqueued its events: flush them.
+	actx, acancel := context.WithTimeout(context.Background(), auditFlushTimeout)
+	g.audit.Close(actx)
+	acancel()
 	_ = g.server.Close()
 	_ = g.admin.Close()
 }

@@ -25,6 +25,7 @@ type Options struct {
 	Streams       StreamOptions
 	Metrics       MetricsOptions
 	Authorization AuthorizationOptions
+	Audit         AuditOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -122,6 +123,7 @@ func NewOptions() *Options {
 		},
 		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
 		Authorization: NewAuthorizationOptions(),
+		Audit:         NewAuditOptions(),
 	}
 }
 
@@ -166,6 +168,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
 	o.Authorization.AddFlags(fs)
+	o.Audit.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -230,6 +233,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))
 	}
 	errs = append(errs, o.Authorization.Validate()...)
+	errs = append(errs, o.Audit.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

@@ -28,6 +28,7 @@ func TestDefaultOptions(t *testing.T) {
 		Streams:       StreamOptions{SpliceMode: "streams", EarlyReply: true, CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
 		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
 		Authorization: AuthorizationOptions{Mode: "Webhook", WebhookCacheAuthorizedTTL: 10 * time.Second, WebhookCacheUnauthorizedTTL: 10 * time.Second},
+		Audit:         AuditOptions{WebhookInitialBackoff: 10 * time.Second, BufferSize: 10000, Overflow: "drop"},
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults changed:\n got %+v\nwant %+v", got, want)
