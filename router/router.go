@@ -26,6 +26,8 @@ type Config struct {
 	Clusters []string
 	// Authenticator identifies callers; requests it rejects get a 401 Status.
 	Authenticator authenticator.Request
+	// APIAudiences, when set, are the audiences tokens must be meant for.
+	APIAudiences authenticator.Audiences
 	// PortForward serves pods/{name}/portforward.
 	PortForward http.Handler
 	// ReadOnly serves the read-only API calls kubectl makes before the upgrade.
@@ -39,7 +41,7 @@ const PortForwardPath = "/api/v1/namespaces/{namespace}/pods/{name}/portforward"
 func New(c Config) http.Handler {
 	h := routes(c)
 	h = withKnownCluster(h, c.Clusters)
-	h = genericapifilters.WithAuthentication(h, c.Authenticator, genericapifilters.Unauthorized(scheme.Codecs.WithoutConversion()), nil, nil)
+	h = genericapifilters.WithAuthentication(h, c.Authenticator, genericapifilters.Unauthorized(scheme.Codecs.WithoutConversion()), c.APIAudiences, nil)
 	resolver := &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
 	h = genericapifilters.WithRequestInfo(h, resolver)
 	h = withClusterPrefix(h, c.Clusters[0])

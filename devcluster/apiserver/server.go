@@ -40,6 +40,8 @@ type Options struct {
 	// Services, Namespaces, ReplicationControllers and apps/v1 Deployments,
 	// ReplicaSets, StatefulSets, DaemonSets.
 	Objects []k8sruntime.Object
+	// Tokens answer TokenReviews (tokenreview.go); SetTokens changes them.
+	Tokens map[string]TokenUser
 }
 
 // RecordedRequest is a request as the server received it.
@@ -61,6 +63,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	requests []RecordedRequest
+	tokens   tokenTable
 }
 
 // Start stores o.Objects and serves on 127.0.0.1 at a free port.
@@ -75,6 +78,7 @@ func Start(o Options) (*Server, error) {
 			return nil, fmt.Errorf("apiserver: adding initial object: %w", err)
 		}
 	}
+	s.tokens.set(o.Tokens)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -146,6 +150,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.record(r)
 	w.Header().Set("Audit-Id", string(uuid.NewUUID()))
 	w.Header().Set("Cache-Control", "no-cache, private")
+	if s.serveTokenReview(w, r) {
+		return
+	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		writeError(w, r, methodNotAllowed())

@@ -43,7 +43,7 @@ type Gateway struct {
 	listener, adminListener net.Listener
 	server, admin           *http.Server
 	ready, draining         atomic.Bool
-	authn                   *authn.ClientCert
+	authn                   *authn.Authenticator
 	informers               informers.SharedInformerFactory
 }
 
@@ -67,7 +67,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.authn, err = authn.NewClientCert(c.opts.Serving.ClientCAFile); err != nil {
+	if g.authn, err = newAuthenticator(c.opts, client); err != nil {
 		return nil, err
 	}
 	pf := &portforward.Handler{
@@ -78,6 +78,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
+		APIAudiences: c.opts.Authn.APIAudiences,
 	})
 
 	s := c.opts.Serving

@@ -24,6 +24,7 @@ type Options struct {
 	Kubelet KubeletOptions
 	Streams StreamOptions
 	Metrics MetricsOptions
+	Authn   AuthenticationOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -120,6 +121,7 @@ func NewOptions() *Options {
 			MaxStreamsPerSession: 512,
 		},
 		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
+		Authn:   NewAuthenticationOptions(),
 	}
 }
 
@@ -163,6 +165,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")
 
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
+	o.Authn.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -172,7 +175,10 @@ func (o *Options) Validate() error {
 	if s.SecurePort < 0 || s.SecurePort > 65535 {
 		errs = append(errs, fmt.Errorf("--secure-port %d must be between 0 and 65535", s.SecurePort))
 	}
-	errs = append(errs, fileFlag("--tls-cert-file", s.TLSCertFile), fileFlag("--tls-private-key-file", s.TLSPrivateKeyFile), fileFlag("--client-ca-file", s.ClientCAFile))
+	errs = append(errs, fileFlag("--tls-cert-file", s.TLSCertFile), fileFlag("--tls-private-key-file", s.TLSPrivateKeyFile))
+	if s.ClientCAFile != "" { // optional: one authenticator among others
+		errs = append(errs, fileFlag("--client-ca-file", s.ClientCAFile))
+	}
 	errs = append(errs, positive("--read-header-timeout", s.ReadHeaderTimeout), positive("--idle-timeout", s.IdleTimeout))
 	if s.MaxHeaderBytes < 4096 || s.MaxHeaderBytes > 1<<20 {
 		errs = append(errs, fmt.Errorf("--max-header-bytes %d must be between 4096 and 1048576", s.MaxHeaderBytes))
@@ -226,6 +232,7 @@ func (o *Options) Validate() error {
 	if _, _, err := net.SplitHostPort(o.Metrics.BindAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))
 	}
+	errs = append(errs, o.Authn.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

@@ -27,6 +27,7 @@ func TestDefaultOptions(t *testing.T) {
 		},
 		Streams: StreamOptions{SpliceMode: "streams", EarlyReply: true, CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
 		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
+		Authn:   NewAuthenticationOptions(), // pinned in TestAuthenticationDefaults
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults changed:\n got %+v\nwant %+v", got, want)
