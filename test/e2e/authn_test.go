@@ -291,3 +291,27 @@ func TestOIDCAuthentication(t *testing.T) {
 		t.Errorf("%d TokenReviews without --authentication-token-webhook, want 0", n)
 	}
 }
+
+// TestAPIAudiences: with --api-audiences the gateway asks TokenReview for
+// its own audience, so a token meant for the API server is refused and one
+// meant for the gateway is accepted.
+func TestAPIAudiences(t *testing.T) {
+	logs := captureLogs(t)
+	e := newEnv(t, func(o *options.Options) {
+		o.Authn.TokenWebhook = true
+		o.Authn.APIAudiences = []string{"pfgateway"}
+	})
+	forAPIServer, forGateway := secret(t, "apiserver"), secret(t, "gateway")
+	e.cluster.APIServer.SetTokens(map[string]apiserver.TokenUser{
+		forAPIServer: {Username: "erin"},
+		forGateway:   {Username: "frank", Audiences: []string{"pfgateway", "vault"}},
+	})
+	e.expectUnauthorized(t, withBearer(spdyUpgrade, forAPIServer))
+	e.forwardAs(t, dialSPDY, e.bearer(forGateway))
+	if got, want := sessionUsers(logs.String()), `frank ["system:authenticated"]`; len(got) != 1 || got[0] != want {
+		t.Errorf("session log users %q, want %q", got, want)
+	}
+	if n := e.tokenReviews(); n != 2 {
+		t.Errorf("%d TokenReviews, want 2", n)
+	}
+}
