@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
+	"k8s.io/klog/v2"
 
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/devcluster/apiserver"
@@ -314,4 +315,28 @@ func TestAPIAudiences(t *testing.T) {
 	if n := e.tokenReviews(); n != 2 {
 		t.Errorf("%d TokenReviews, want 2", n)
 	}
+}
+
+// TestTokensNotLoggedAtHighVerbosity: at -v=8 and above client-go logs
+// request and response bodies, and a TokenReview's body is the caller's
+// token; the gateway must keep it out of the log all the same.
+func TestTokensNotLoggedAtHighVerbosity(t *testing.T) {
+	logs := captureLogs(t)
+	var v klog.Level
+	if err := v.Set("10"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Set("0") })
+	e := newEnv(t, func(o *options.Options) { o.Authn.TokenWebhook = true })
+	token, unknown := secret(t, "verbose"), secret(t, "unknown")
+	e.cluster.APIServer.SetTokens(map[string]apiserver.TokenUser{token: {Username: "gina"}})
+	e.forwardAs(t, dialSPDY, e.bearer(token))
+	e.expectUnauthorized(t, withBearer(spdyUpgrade, unknown))
+	if !strings.Contains(logs.String(), "Request Body") {
+		t.Fatal("no request body logged at -v=10: the check below would prove nothing")
+	}
+	if n := e.tokenReviews(); n != 2 {
+		t.Errorf("%d TokenReviews, want 2", n)
+	}
+	expectNoTokenLeaks(t, e, logs, token, unknown)
 }
