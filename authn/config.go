@@ -3,7 +3,9 @@ package authn
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -141,10 +143,31 @@ func (a *Authenticator) Run(ctx context.Context) {
 	<-ctx.Done()
 }
 
-// newOIDC turns the legacy --oidc-* flags into an apiserver.JWTAuthenticator
-// the way the kube-apiserver does (BuiltInAuthenticationOptions.
-// ToAuthenticationConfig) and builds the k8s.io/apiserver OIDC authenticator.
+// newOIDC builds the k8s.io/apiserver OIDC authenticator from the flags.
 func newOIDC(ctx context.Context, o OIDC) (authenticator.Token, error) {
+	jwt := jwtAuthenticator(o)
+	opts := oidc.Options{JWTAuthenticator: jwt, SupportedSigningAlgs: o.SigningAlgs}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-ca-file: %w", err)
+		}
+		opts.JWTAuthenticator.Issuer.CertificateAuthority = string(pem)
+		if opts.CAContentProvider, err = dynamiccertificates.NewStaticCAContent("oidc-authenticator", pem); err != nil {
+			return nil, fmt.Errorf("--oidc-ca-file: %w", err)
+		}
+	}
+	t, err := oidc.New(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("--oidc-issuer-url: %w", err)
+	}
+	return t, nil
+}
+
+// jwtAuthenticator turns the legacy --oidc-* flags into an
+// apiserver.JWTAuthenticator the way the kube-apiserver does
+// (BuiltInAuthenticationOptions.ToAuthenticationConfig).
+func jwtAuthenticator(o OIDC) apiserver.JWTAuthenticator {
 	prefix := o.UsernamePrefix
 	if prefix == "" && o.UsernameClaim != "email" {
 		// Legacy behaviour: claims other than email are prefixed with the
@@ -163,26 +186,11 @@ func newOIDC(ctx context.Context, o OIDC) (authenticator.Token, error) {
 	if o.GroupsClaim != "" {
 		jwt.ClaimMappings.Groups = apiserver.PrefixedClaimOrExpression{Claim: o.GroupsClaim, Prefix: ptr.To(o.GroupsPrefix)}
 	}
-	for claim, value := range o.RequiredClaims {
-		jwt.ClaimValidationRules = append(jwt.ClaimValidationRules, apiserver.ClaimValidationRule{Claim: claim, RequiredValue: value})
+	// Sorted, so the configuration does not depend on map order.
+	for _, claim := range slices.Sorted(maps.Keys(o.RequiredClaims)) {
+		jwt.ClaimValidationRules = append(jwt.ClaimValidationRules, apiserver.ClaimValidationRule{Claim: claim, RequiredValue: o.RequiredClaims[claim]})
 	}
-	opts := oidc.Options{JWTAuthenticator: jwt, SupportedSigningAlgs: o.SigningAlgs}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("--oidc-ca-file: %w", err)
-		}
-		jwt.Issuer.CertificateAuthority = string(pem)
-		opts.JWTAuthenticator = jwt
-		if opts.CAContentProvider, err = dynamiccertificates.NewStaticCAContent("oidc-authenticator", pem); err != nil {
-			return nil, fmt.Errorf("--oidc-ca-file: %w", err)
-		}
-	}
-	t, err := oidc.New(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("--oidc-issuer-url: %w", err)
-	}
-	return t, nil
+	return jwt
 }
 
 // quietToken hides a TokenReview call from client-go's logging: at -v=8
