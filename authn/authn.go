@@ -1,6 +1,8 @@
-// Package authn authenticates callers. For now: X.509 client certificates
-// signed by --client-ca-file, mapped to a user the way the API server does
-// (CN is the user name, O the groups), with the CA file reloaded on change.
+// Package authn authenticates callers the way the kube-apiserver does, with
+// any combination of: X.509 client certificates signed by --client-ca-file
+// (CN is the user name, O the groups; the CA file reloaded on change),
+// bearer tokens checked by TokenReview in the target cluster, OIDC ID tokens,
+// and anonymous requests (config.go composes them).
 package authn
 
 import (

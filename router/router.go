@@ -31,6 +31,8 @@ type Config struct {
 	// Authorizer decides each port-forward (authz.PortForwardAttributes);
 	// nil refuses them all. Read-only calls are authorized by the API server.
 	Authorizer authorizer.UnconditionalAuthorizer
+	// APIAudiences, when set, are the audiences tokens must be meant for.
+	APIAudiences authenticator.Audiences
 	// PortForward serves pods/{name}/portforward.
 	PortForward http.Handler
 	// ReadOnly serves the read-only API calls kubectl makes before the upgrade.
@@ -61,7 +63,7 @@ func New(c Config) http.Handler {
 	if c.Audit != nil {
 		h, failed = c.Audit.WithRefused(h), c.Audit.WithFailedAuthentication(failed)
 	}
-	h = genericapifilters.WithAuthentication(h, c.Authenticator, failed, nil, nil)
+	h = genericapifilters.WithAuthentication(h, c.Authenticator, failed, c.APIAudiences, nil)
 	resolver := &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
 	h = genericapifilters.WithRequestInfo(h, resolver)
 	h = withClusterPrefix(h, c.Clusters[0])

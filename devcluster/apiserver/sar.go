@@ -15,7 +15,8 @@ import (
 // subjectAccessReviewPath is where clients create SubjectAccessReviews.
 const subjectAccessReviewPath = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
-// maxReviewBytes bounds a review's body; real ones are a few hundred bytes.
+// maxReviewBytes bounds a review's body (SubjectAccessReview and
+// TokenReview); real ones are a few hundred bytes.
 const maxReviewBytes = 1 << 20
 
 // SubjectAccessReviewFunc decides a SubjectAccessReview in place of RBAC.

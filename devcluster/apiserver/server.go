@@ -43,6 +43,8 @@ type Options struct {
 	// SubjectAccessReview decides POSTed SubjectAccessReviews; nil is
 	// AllowAll. SetSubjectAccessReviewer changes it while serving.
 	SubjectAccessReview SubjectAccessReviewFunc
+	// Tokens answer TokenReviews (tokenreview.go); SetTokens changes them.
+	Tokens map[string]TokenUser
 }
 
 // RecordedRequest is a request as the server received it.
@@ -65,7 +67,8 @@ type Server struct {
 	mu       sync.Mutex
 	requests []RecordedRequest
 
-	sar sarState
+	sar    sarState
+	tokens tokenTable
 }
 
 // Start stores o.Objects and serves on 127.0.0.1 at a free port.
@@ -81,6 +84,7 @@ func Start(o Options) (*Server, error) {
 			return nil, fmt.Errorf("apiserver: adding initial object: %w", err)
 		}
 	}
+	s.tokens.set(o.Tokens)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -155,6 +159,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache, private")
 	if r.URL.Path == subjectAccessReviewPath {
 		s.serveSubjectAccessReview(w, r)
+		return
+	}
+	if s.serveTokenReview(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet {

@@ -10,8 +10,12 @@ import (
 
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/devcluster"
+	"github.com/pfgateway/pfgateway/devcluster/apiserver"
 	"github.com/pfgateway/pfgateway/devcluster/pki"
 )
+
+// demoToken is the bearer token the demo API server's TokenReview accepts.
+const demoToken = "pfgateway-demo-token"
 
 type demoOptions struct {
 	kubeconfigOut string
@@ -70,6 +74,9 @@ func runDemo(d demoOptions) error {
 	o.Cluster.Kubeconfig = f.GatewayKubeconfig
 	o.Kubelet.ClientCertificate, o.Kubelet.ClientKey, o.Kubelet.CertificateAuthority = f.KubeletClientCert, f.KubeletClientKey, f.CA
 	o.Metrics.BindAddress = d.metricsAddr
+	// Bearer tokens too: the demo API server answers TokenReviews for one.
+	o.Authn.TokenWebhook = true
+	cl.APIServer.SetTokens(map[string]apiserver.TokenUser{demoToken: {Username: "demo-token-user", Groups: []string{"demo-group"}}})
 	c, err := Complete(o)
 	if err != nil {
 		return err
@@ -94,7 +101,12 @@ In another terminal, try:
   kubectl --kubeconfig %s port-forward pod/demo 18080:8080
   curl http://127.0.0.1:18080/
 
-svc/demo (port 80) and deploy/demo work too. Press Ctrl-C to stop.
-`, g.Addr(), g.AdminAddr(), kc)
+svc/demo (port 80) and deploy/demo work too. Bearer tokens are checked by
+TokenReview; the demo API server knows one:
+
+  curl --cacert %s -H 'Authorization: Bearer %s' https://%s/api/v1/namespaces/default/pods/demo
+
+Press Ctrl-C to stop.
+`, g.Addr(), g.AdminAddr(), kc, f.CA, demoToken, g.Addr())
 	return g.Run(SignalContext())
 }

@@ -44,7 +44,7 @@ type Gateway struct {
 	listener, adminListener net.Listener
 	server, admin           *http.Server
 	ready, draining         atomic.Bool
-	authn                   *authn.ClientCert
+	authn                   *authn.Authenticator
 	informers               informers.SharedInformerFactory
 	audit                   *audit.Auditor // nil without an audit sink
 }
@@ -69,7 +69,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.authn, err = authn.NewClientCert(c.opts.Serving.ClientCAFile); err != nil {
+	if g.authn, err = newAuthenticator(c.opts, client); err != nil {
 		return nil, err
 	}
 	az, err := newAuthorizer(c.opts.Authorization, client)
@@ -90,8 +90,9 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
-		Authorizer: az,
-		Audit:      g.audit,
+		Authorizer:   az,
+		Audit:        g.audit,
+		APIAudiences: c.opts.Authn.APIAudiences,
 	})
 
 	s := c.opts.Serving

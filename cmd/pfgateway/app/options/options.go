@@ -26,6 +26,7 @@ type Options struct {
 	Metrics       MetricsOptions
 	Authorization AuthorizationOptions
 	Audit         AuditOptions
+	Authn         AuthenticationOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -124,6 +125,7 @@ func NewOptions() *Options {
 		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
 		Authorization: NewAuthorizationOptions(),
 		Audit:         NewAuditOptions(),
+		Authn:         NewAuthenticationOptions(),
 	}
 }
 
@@ -169,6 +171,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
 	o.Authorization.AddFlags(fs)
 	o.Audit.AddFlags(fs)
+	o.Authn.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -178,7 +181,10 @@ func (o *Options) Validate() error {
 	if s.SecurePort < 0 || s.SecurePort > 65535 {
 		errs = append(errs, fmt.Errorf("--secure-port %d must be between 0 and 65535", s.SecurePort))
 	}
-	errs = append(errs, fileFlag("--tls-cert-file", s.TLSCertFile), fileFlag("--tls-private-key-file", s.TLSPrivateKeyFile), fileFlag("--client-ca-file", s.ClientCAFile))
+	errs = append(errs, fileFlag("--tls-cert-file", s.TLSCertFile), fileFlag("--tls-private-key-file", s.TLSPrivateKeyFile))
+	if s.ClientCAFile != "" { // optional: one authenticator among others
+		errs = append(errs, fileFlag("--client-ca-file", s.ClientCAFile))
+	}
 	errs = append(errs, positive("--read-header-timeout", s.ReadHeaderTimeout), positive("--idle-timeout", s.IdleTimeout))
 	if s.MaxHeaderBytes < 4096 || s.MaxHeaderBytes > 1<<20 {
 		errs = append(errs, fmt.Errorf("--max-header-bytes %d must be between 4096 and 1048576", s.MaxHeaderBytes))
@@ -234,6 +240,7 @@ func (o *Options) Validate() error {
 	}
 	errs = append(errs, o.Authorization.Validate()...)
 	errs = append(errs, o.Audit.Validate()...)
+	errs = append(errs, o.Authn.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

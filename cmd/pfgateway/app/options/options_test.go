@@ -29,6 +29,7 @@ func TestDefaultOptions(t *testing.T) {
 		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
 		Authorization: AuthorizationOptions{Mode: "Webhook", WebhookCacheAuthorizedTTL: 10 * time.Second, WebhookCacheUnauthorizedTTL: 10 * time.Second},
 		Audit:         AuditOptions{WebhookInitialBackoff: 10 * time.Second, BufferSize: 10000, Overflow: "drop"},
+		Authn:         NewAuthenticationOptions(), // pinned in TestAuthenticationDefaults
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults changed:\n got %+v\nwant %+v", got, want)
