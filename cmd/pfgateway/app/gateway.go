@@ -22,6 +22,7 @@ import (
 	"github.com/pfgateway/pfgateway/authn"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/policy"
 	"github.com/pfgateway/pfgateway/portforward"
 	"github.com/pfgateway/pfgateway/router"
 	"github.com/pfgateway/pfgateway/session"
@@ -45,6 +46,7 @@ type Gateway struct {
 	ready, draining         atomic.Bool
 	authn                   *authn.ClientCert
 	informers               informers.SharedInformerFactory
+	policy                  *policy.Loader // nil without --policy-file
 }
 
 // New builds a gateway and binds its listeners; Run serves.
@@ -70,11 +72,15 @@ func New(c *completedConfig) (*Gateway, error) {
 	if g.authn, err = authn.NewClientCert(c.opts.Serving.ClientCAFile); err != nil {
 		return nil, err
 	}
+	if g.policy, err = newPolicy(c.opts, g.Registry); err != nil {
+		return nil, err
+	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
 		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams)},
 		Sessions:  g.Sessions,
 		Metrics:   m,
+		Policy:    g.policy,
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
@@ -132,6 +138,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer cancel()
 	go g.authn.Run(runCtx)
 	go g.cfg.servingCert.Run(runCtx, certReloadPeriod)
+	if g.policy != nil {
+		go g.policy.Run(runCtx, policyCheckPeriod)
+	}
 	g.informers.Start(runCtx.Done())
 
 	errc := make(chan error, 2)

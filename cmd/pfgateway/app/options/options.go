@@ -24,6 +24,7 @@ type Options struct {
 	Kubelet KubeletOptions
 	Streams StreamOptions
 	Metrics MetricsOptions
+	Policy  PolicyOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -120,6 +121,7 @@ func NewOptions() *Options {
 			MaxStreamsPerSession: 512,
 		},
 		Metrics: MetricsOptions{BindAddress: "127.0.0.1:9095"},
+		Policy:  NewPolicyOptions(),
 	}
 }
 
@@ -163,6 +165,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")
 
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
+	o.Policy.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -226,6 +229,7 @@ func (o *Options) Validate() error {
 	if _, _, err := net.SplitHostPort(o.Metrics.BindAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))
 	}
+	errs = append(errs, o.Policy.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 
