@@ -58,6 +58,9 @@ func TestParse(t *testing.T) {
 		{name: "should refuse a bad label key", file: header + "rules:\n- name: a\n  users: [x]\n  podSelector: {matchLabels: {\"a b\": c}}\n",
 			wantErr: []string{"rules[0].podSelector: Invalid value"}},
 		{name: "should refuse YAML that is not a policy", file: "- just\n- a list\n", wantErr: []string{"decoding the policy file"}},
+		{name: "should refuse an alias bomb", file: "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n" +
+			"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n",
+			wantErr: []string{"excessive aliasing"}},
 		{name: "should refuse a file over the size limit", file: header + "rules: []\n#" + strings.Repeat("x", MaxFileSize),
 			wantErr: []string{"larger than the 1048576 allowed"}},
 	}
