@@ -35,7 +35,8 @@ type Rule struct {
 	Name string `json:"name"`
 	// Users and Groups: the rule applies to a caller whose name is in
 	// Users or who is in one of Groups. At least one is required; "*"
-	// matches any authenticated caller.
+	// matches any caller the gateway lets in (anonymous ones too, when
+	// anonymous requests are enabled; system:authenticated excludes them).
 	Users  []string `json:"users,omitempty"`
 	Groups []string `json:"groups,omitempty"`
 	// Clusters the caller may reach (the /clusters/{name} prefix).
