@@ -108,7 +108,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "rejected_requests_total",
-		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, shutting down), by HTTP status code.",
+		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, shutting down) or by the gateway policy, by HTTP status code.",
 	}, []string{"cluster", "code"})
 	m.forwards = newForwards()
 	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/policy"
 	"github.com/pfgateway/pfgateway/resolve"
 	"github.com/pfgateway/pfgateway/router"
 	"github.com/pfgateway/pfgateway/session"
@@ -31,6 +32,9 @@ type Handler struct {
 	Proxy     *upgrade.Proxy
 	Sessions  *session.Registry
 	Metrics   *metrics.Metrics
+	// Policy is the gateway policy; nil (or a nil loader) allows what the
+	// cluster's authorization allows.
+	Policy *policy.Loader
 }
 
 // reject answers a request refused before its session began, and counts it.
@@ -87,5 +91,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	s.SetNode(target.Node)
+	if !h.admit(w, req, s, target) {
+		return
+	}
 	h.Proxy.Serve(w, req, s, target.URL, target.Node)
 }

@@ -30,6 +30,8 @@ const DefaultKubeletPort = 10250
 // Target is where a port-forward request goes.
 type Target struct {
 	Node string
+	// Labels are the pod's labels, for the gateway policy's pod selectors.
+	Labels map[string]string
 	// URL is https://{address}:{port}/portForward/{ns}/{pod}, without query.
 	URL *url.URL
 }
@@ -74,7 +76,8 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, name string) (*Target
 		port = DefaultKubeletPort
 	}
 	return &Target{
-		Node: node.Name,
+		Node:   node.Name,
+		Labels: pod.Labels,
 		URL: &url.URL{
 			Scheme: "https",
 			Host:   net.JoinHostPort(host, strconv.Itoa(int(port))),

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/relay"
 )
 
 // Session is one port-forward request, from routing to the end of its splice.
@@ -33,6 +34,9 @@ type Session struct {
 	// Policy is the gateway policy's decision that admitted the session
 	// (the rule that matched), for the audit record; empty without a policy.
 	Policy string
+	// Decide, if set, rules on each forwarded connection (stream pair) of
+	// the stream-aware splice: the policy's port check for this session.
+	Decide relay.Decide
 	Start  time.Time
 	// Context is the request's context, for observers: the audit finds its
 	// record of the request there. Nil outside a request.

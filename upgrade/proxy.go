@@ -43,8 +43,6 @@ type StreamOptions struct {
 	EarlyReply      bool
 	CreationTimeout time.Duration
 	MaxStreams      int
-	// Decide, if set, rules on each stream pair before it reaches the kubelet.
-	Decide relay.Decide
 }
 
 // Serve forwards req for session s to the kubelet at target on node, and
@@ -122,7 +120,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		EarlyReply:      p.Streams.EarlyReply,
 		CreationTimeout: p.Streams.CreationTimeout,
 		MaxStreams:      p.Streams.MaxStreams,
-		Decide:          p.Streams.Decide,
+		Decide:          s.Decide, // per session: it knows the caller and the pod
 		Record:          s.Forwarded,
 	})
 	switch {

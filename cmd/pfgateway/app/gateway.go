@@ -23,6 +23,7 @@ import (
 	"github.com/pfgateway/pfgateway/authn"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/policy"
 	"github.com/pfgateway/pfgateway/portforward"
 	"github.com/pfgateway/pfgateway/router"
 	"github.com/pfgateway/pfgateway/session"
@@ -47,6 +48,7 @@ type Gateway struct {
 	authn                   *authn.Authenticator
 	informers               informers.SharedInformerFactory
 	audit                   *audit.Auditor // nil without an audit sink
+	policy                  *policy.Loader // nil without --policy-file
 }
 
 // New builds a gateway and binds its listeners; Run serves.
@@ -82,11 +84,15 @@ func New(c *completedConfig) (*Gateway, error) {
 	if g.audit != nil {
 		g.Sessions.SetObserver(g.audit)
 	}
+	if g.policy, err = newPolicy(c.opts, g.Registry); err != nil {
+		return nil, err
+	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
 		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams)},
 		Sessions:  g.Sessions,
 		Metrics:   m,
+		Policy:    g.policy,
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
@@ -148,6 +154,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go g.authn.Run(runCtx)
 	g.audit.Start()
 	go g.cfg.servingCert.Run(runCtx, certReloadPeriod)
+	if g.policy != nil {
+		go g.policy.Run(runCtx, policyCheckPeriod)
+	}
 	g.informers.Start(runCtx.Done())
 
 	errc := make(chan error, 2)

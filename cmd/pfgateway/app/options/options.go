@@ -27,6 +27,7 @@ type Options struct {
 	Authorization AuthorizationOptions
 	Audit         AuditOptions
 	Authn         AuthenticationOptions
+	Policy        PolicyOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -126,6 +127,7 @@ func NewOptions() *Options {
 		Authorization: NewAuthorizationOptions(),
 		Audit:         NewAuditOptions(),
 		Authn:         NewAuthenticationOptions(),
+		Policy:        NewPolicyOptions(),
 	}
 }
 
@@ -172,6 +174,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Authorization.AddFlags(fs)
 	o.Audit.AddFlags(fs)
 	o.Authn.AddFlags(fs)
+	o.Policy.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -241,6 +244,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Authorization.Validate()...)
 	errs = append(errs, o.Audit.Validate()...)
 	errs = append(errs, o.Authn.Validate()...)
+	errs = append(errs, o.Policy.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

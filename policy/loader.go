@@ -1,0 +1,204 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/klog/v2"
+)
+
+// Reload results, the values of the reloads counter's result label.
+const (
+	ResultSuccess = "success"
+	ResultFailure = "failure"
+)
+
+// debounce lets an editor or a ConfigMap update finish writing before the
+// file is read: events closer together than this cause one read.
+const debounce = 100 * time.Millisecond
+
+// Loader holds the policy in force and replaces it when the file changes.
+// A nil *Loader is "no policy": Current returns nil.
+type Loader struct {
+	path string
+	// Check, if set, rejects a policy the running gateway cannot enforce
+	// (at start: an error; on reload: kept out like a bad file).
+	check func(*Policy) error
+
+	cur atomic.Pointer[Policy]
+
+	mu     sync.Mutex // protects failed; serialises reloads
+	failed string     // the last rejected content's hash (or error), not counted twice
+
+	reloads  *prometheus.CounterVec
+	lastTime *prometheus.GaugeVec
+	info     *prometheus.GaugeVec
+}
+
+// NewLoader reads and validates path; an error is a start-up error. check
+// may be nil. The metrics are registered on reg.
+func NewLoader(path string, check func(*Policy) error, reg prometheus.Registerer) (*Loader, error) {
+	l := &Loader{
+		path:  path,
+		check: check,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "pfgateway", Subsystem: "policy", Name: "reloads_total",
+			Help: "Reloads of the --policy-file after it changed, by result; a failed reload keeps the policy in force.",
+		}, []string{"result"}),
+		lastTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "pfgateway", Subsystem: "policy", Name: "last_reload_timestamp_seconds",
+			Help: "Unix time of the last reload of the --policy-file, by result (success includes the load at start).",
+		}, []string{"result"}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "pfgateway", Subsystem: "policy", Name: "info",
+			Help: "1 for the policy in force, labelled with the SHA-256 of its file.",
+		}, []string{"hash"}),
+	}
+	p, err := l.read()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range []string{ResultSuccess, ResultFailure} {
+		l.reloads.WithLabelValues(r)
+	}
+	reg.MustRegister(l.reloads, l.lastTime, l.info)
+	l.install(p)
+	return l, nil
+}
+
+// Current is the policy in force; nil when l is nil.
+func (l *Loader) Current() *Policy {
+	if l == nil {
+		return nil
+	}
+	return l.cur.Load()
+}
+
+// Run watches the file's directory (a ConfigMap update swaps a symlink
+// there, which a watch on the file itself would miss) and also checks
+// every period, in case an event is lost, until ctx ends.
+func (l *Loader) Run(ctx context.Context, period time.Duration) {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err = w.Add(filepath.Dir(l.path)); err != nil {
+			_ = w.Close()
+		}
+	}
+	if err != nil {
+		klog.ErrorS(err, "Cannot watch the policy file's directory; checking it periodically only", "path", l.path, "period", period)
+	} else {
+		defer w.Close()
+		events, errs = w.Events, w.Errors
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			l.Reload()
+		case <-settle.C:
+			l.Reload()
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			settle.Reset(debounce)
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			klog.ErrorS(err, "Watching the policy file", "path", l.path)
+		}
+	}
+}
+
+// Reload reads the file and installs it if it changed and is valid. A bad
+// or missing file is logged and counted once per content (or error); the
+// policy in force stays: deleting the file must not silently lift it.
+func (l *Loader) Reload() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var p *Policy
+	data, err := readFile(l.path)
+	key := "error: " + fmt.Sprint(err)
+	if err == nil {
+		key = hashOf(data)
+		if key == l.cur.Load().Hash {
+			l.failed = ""
+			return
+		}
+	}
+	if key == l.failed {
+		return
+	}
+	if err == nil {
+		p, err = l.parse(data)
+	}
+	if err != nil {
+		l.failed = key
+		l.reloads.WithLabelValues(ResultFailure).Inc()
+		l.lastTime.WithLabelValues(ResultFailure).SetToCurrentTime()
+		klog.ErrorS(err, "Keeping the gateway policy in force", "path", l.path, "hash", l.cur.Load().Hash)
+		return
+	}
+	l.failed = ""
+	l.reloads.WithLabelValues(ResultSuccess).Inc()
+	l.install(p)
+	klog.InfoS("Reloaded the gateway policy", "path", l.path, "hash", p.Hash, "rules", len(p.rules))
+}
+
+func (l *Loader) install(p *Policy) {
+	l.cur.Store(p)
+	l.lastTime.WithLabelValues(ResultSuccess).SetToCurrentTime()
+	l.info.Reset()
+	l.info.WithLabelValues(p.Hash).Set(1)
+}
+
+func (l *Loader) read() (*Policy, error) {
+	data, err := readFile(l.path)
+	if err != nil {
+		return nil, err
+	}
+	return l.parse(data)
+}
+
+func (l *Loader) parse(data []byte) (*Policy, error) {
+	p, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.path, err)
+	}
+	if l.check != nil {
+		if err := l.check(p); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.path, err)
+		}
+	}
+	return p, nil
+}
+
+// readFile reads at most MaxFileSize+1 bytes, so Parse can refuse a larger
+// file without it being read whole.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+}
