@@ -11,6 +11,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	k8saudit "k8s.io/apiserver/pkg/audit"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/handlers/responsewriters"
 	"k8s.io/apiserver/pkg/endpoints/request"
@@ -21,6 +22,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pfgateway/pfgateway/status"
+)
+
+// The API server's audit annotation keys for authorization decisions.
+const (
+	decisionAnnotation = "authorization.k8s.io/decision"
+	reasonAnnotation   = "authorization.k8s.io/reason"
 )
 
 // NewWebhook returns an authorizer that asks the cluster's API server with a
@@ -91,7 +98,10 @@ func WithPortForwardAuthorization(next http.Handler, a authorizer.UnconditionalA
 			return
 		}
 		decision, reason, err := a.Authorize(req.Context(), attrs)
+		// The API server's audit annotations (filters/authorization.go),
+		// so the audit records carry the decision like the API server's.
 		if decision == authorizer.DecisionAllow {
+			k8saudit.AddAuditAnnotations(req.Context(), decisionAnnotation, "allow", reasonAnnotation, reason)
 			next.ServeHTTP(w, req)
 			return
 		}
@@ -104,10 +114,12 @@ func WithPortForwardAuthorization(next http.Handler, a authorizer.UnconditionalA
 			// (responsewriters.InternalError); a Status reaches kubectl's
 			// message instead of "unable to upgrade connection". The
 			// error itself (it may name the API server) goes to the log.
+			k8saudit.AddAuditAnnotation(req.Context(), reasonAnnotation, "internal error: the SubjectAccessReview failed")
 			klog.ErrorS(err, "Authorization failed", "user", user, "namespace", attrs.GetNamespace(), "pod", attrs.GetName())
 			status.Write(w, req, apierrors.NewInternalError(errors.New("the SubjectAccessReview for this request failed")))
 			return
 		}
+		k8saudit.AddAuditAnnotations(req.Context(), decisionAnnotation, "forbid", reasonAnnotation, reason)
 		klog.V(2).InfoS("Forbidden", "user", user, "namespace", attrs.GetNamespace(), "pod", attrs.GetName(), "reason", reason)
 		responsewriters.Forbidden(attrs, w, req, reason, scheme.Codecs.WithoutConversion())
 	})
