@@ -1,7 +1,9 @@
 // Package router holds pfgateway's one table of routes and the filter chain
 // in front of it, composed like the API server's DefaultBuildHandlerChain:
-// panic recovery and request info outermost, then authentication, then the
-// cluster and the routes. The same table serves /api/v1/… and
+// panic recovery and request info outermost, then authentication (its
+// failures audited), the audit of refused requests, the known-cluster check,
+// the refusal of callers' Impersonate-* headers, the port-forward
+// authorization, and the routes. The same table serves /api/v1/… and
 // /clusters/{cluster}/api/v1/….
 package router
 
