@@ -44,7 +44,11 @@ func run(m *testing.M) int {
 	}
 	bins, err := findBinaries()
 	if err == nil {
-		cp, err = startControlPlane(bins)
+		if cp, err = startControlPlane(bins); err != nil {
+			// The pieces are there but do not work together: a failure.
+			fmt.Fprintf(os.Stderr, "FAIL: starting the control plane: %v\n", err)
+			return 1
+		}
 	}
 	if err != nil {
 		if os.Getenv("CI") == "true" {

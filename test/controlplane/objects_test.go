@@ -45,7 +45,9 @@ func (c *controlPlane) createObjects() error {
 	}
 	// Status goes through the status subresource, as a kubelet reports it.
 	node.Status = corev1.NodeStatus{
-		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: nodeName}},
+		// InternalIP only: the gateway (like the API server) prefers
+		// Hostname, which would not resolve here.
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
 		Conditions:      []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(c.kubelet.Port())}},
 	}
@@ -160,8 +162,10 @@ func (c *controlPlane) createRBAC(ctx context.Context) error {
 	}
 	// The authorizer reads RBAC objects through informers: wait until the
 	// last binding is visible to it.
-	for _, user := range []string{userAllowed, userForwardOnly, gatewayUser} {
-		if err := c.waitAllowed(ctx, user, "create", "pods", "portforward"); err != nil {
+	for _, w := range []struct{ user, verb, sub string }{
+		{userAllowed, "create", "portforward"}, {userForwardOnly, "create", "portforward"}, {gatewayUser, "get", ""},
+	} {
+		if err := c.waitAllowed(ctx, w.user, w.verb, "pods", w.sub); err != nil {
 			return err
 		}
 	}
