@@ -114,7 +114,17 @@ func (c *controlPlane) createRBAC(ctx context.Context) error {
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
 			{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}},
-			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"userextras/*", "uids"}, Verbs: []string{"impersonate"}},
+			// RBAC has no "userextras/*" wildcard (only "*" and "*/sub"):
+			// each extra key a caller can carry is listed — a client
+			// certificate's hash, a bound ServiceAccount token's node and pod.
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{
+				"uids",
+				"userextras/authentication.kubernetes.io/credential-id",
+				"userextras/authentication.kubernetes.io/node-name",
+				"userextras/authentication.kubernetes.io/node-uid",
+				"userextras/authentication.kubernetes.io/pod-name",
+				"userextras/authentication.kubernetes.io/pod-uid",
+			}, Verbs: []string{"impersonate"}},
 		},
 	}
 	if _, err := rbac.ClusterRoles().Create(ctx, gateway, metav1.CreateOptions{}); err != nil {
