@@ -22,12 +22,8 @@ func newAuthenticator(o *options.Options, client kubernetes.Interface) (*authn.A
 		c.TokenReview = client.AuthenticationV1()
 	}
 	if a.OIDC.Enabled() {
-		c.OIDC = &authn.OIDC{
-			IssuerURL: a.OIDC.IssuerURL, ClientID: a.OIDC.ClientID, CAFile: a.OIDC.CAFile,
-			UsernameClaim: a.OIDC.UsernameClaim, UsernamePrefix: a.OIDC.UsernamePrefix,
-			GroupsClaim: a.OIDC.GroupsClaim, GroupsPrefix: a.OIDC.GroupsPrefix,
-			SigningAlgs: a.OIDC.SigningAlgs, RequiredClaims: a.OIDC.RequiredClaims,
-		}
+		oidc := authn.OIDC(a.OIDC)
+		c.OIDC = &oidc
 	}
 	return authn.New(c)
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/oidc"
 	cliflag "k8s.io/component-base/cli/flag"
+
+	"github.com/pfgateway/pfgateway/authn"
 )
 
 // AuthenticationOptions choose how callers are authenticated besides
@@ -24,18 +26,9 @@ type AuthenticationOptions struct {
 	OIDC                 OIDCOptions
 }
 
-// OIDCOptions are the legacy --oidc-* flags.
-type OIDCOptions struct {
-	IssuerURL      string
-	ClientID       string
-	CAFile         string
-	UsernameClaim  string
-	UsernamePrefix string
-	GroupsClaim    string
-	GroupsPrefix   string
-	SigningAlgs    []string
-	RequiredClaims map[string]string
-}
+// OIDCOptions are the legacy --oidc-* flags: authn.OIDC, with flags and
+// validation.
+type OIDCOptions authn.OIDC
 
 // NewAuthenticationOptions returns the defaults: no tokens, no anonymous.
 func NewAuthenticationOptions() AuthenticationOptions {
