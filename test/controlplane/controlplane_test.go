@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/pfgateway/pfgateway/devcluster"
+	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 	"github.com/pfgateway/pfgateway/devcluster/kubelet"
 	"github.com/pfgateway/pfgateway/devcluster/pki"
 )
@@ -35,7 +36,7 @@ type controlPlane struct {
 	admin           kubernetes.Interface // system:masters
 
 	kubelet *kubelet.Kubelet
-	hash    *hashServer
+	hash    *hashpod.Server
 
 	// The gateway's files: serving certificate, its client certificate
 	// for kubelets and its kubeconfig (user "pfgateway") for the API server.
@@ -240,7 +241,7 @@ func (c *controlPlane) stop() error {
 		errs = append(errs, c.kubelet.Close())
 	}
 	if c.hash != nil {
-		c.hash.close()
+		c.hash.Close()
 	}
 	errs = append(errs, c.apiserver.stop(), c.etcd.stop())
 	errs = append(errs, os.RemoveAll(c.dir))

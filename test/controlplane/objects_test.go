@@ -90,7 +90,7 @@ func (c *controlPlane) createObjects() error {
 	if pod, err = core.Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("pod status: %w", err)
 	}
-	c.kubelet.SetPod(kubelet.Pod{Namespace: namespace, Name: podName, UID: string(pod.UID), Ports: map[int32]string{podPort: c.hash.addr()}})
+	c.kubelet.SetPod(kubelet.Pod{Namespace: namespace, Name: podName, UID: string(pod.UID), Ports: map[int32]string{podPort: c.hash.Addr()}})
 
 	if err := c.createRBAC(ctx); err != nil {
 		return err

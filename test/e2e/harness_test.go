@@ -26,6 +26,7 @@ import (
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/devcluster"
+	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 	"github.com/pfgateway/pfgateway/devcluster/pki"
 )
 
@@ -60,7 +61,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t       *testing.T
 	cluster *devcluster.Cluster
-	hash    *hashPod
+	hash    *hashpod.Server
 	gw      *app.Gateway
 	opts    *options.Options
 

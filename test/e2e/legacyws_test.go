@@ -24,6 +24,8 @@ import (
 const (
 	v4Binary = "v4.channel.k8s.io"
 	v4Base64 = "v4.base64.channel.k8s.io"
+	// legacyMsgLen caps the payload of one message a legacyConn writes.
+	legacyMsgLen = 32 << 10
 )
 
 // legacyConn is the first port of a legacy WebSocket session as a net.Conn.
@@ -136,7 +138,7 @@ func (c *legacyConn) Write(p []byte) (int, error) {
 	defer c.wmu.Unlock()
 	written := 0
 	for len(p) > 0 {
-		b := p[:min(len(p), chunk)]
+		b := p[:min(len(p), legacyMsgLen)]
 		var err error
 		if c.base64 {
 			err = c.ws.WriteMessage(gwebsocket.TextMessage, []byte("0"+base64.StdEncoding.EncodeToString(b)))

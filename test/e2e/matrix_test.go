@@ -96,7 +96,7 @@ func clientMatrix(t *testing.T, mode string) {
 			if err != nil {
 				return
 			}
-			t.Logf("%s: %d MiB each way in %v: %.1f MiB/s (both directions)", tt.name, tt.bytes>>20, res.elapsed.Round(1e6), res.mibps())
+			t.Logf("%s: %d MiB each way in %v: %.1f MiB/s (both directions)", tt.name, tt.bytes>>20, res.Elapsed.Round(1e6), res.MiBps())
 			e.waitSessions(t, tt.protocol, "completed", before+1)
 			e.waitIdle(t)
 			wantFwd := fwdBefore

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
+	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 )
 
 // TestGracefulShutdown cancels the gateway's context while a session streams
@@ -30,11 +30,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	defer c.Close()
 	// Ask for an endless download and read it until the connection ends.
-	var hdr [headerLen]byte
-	binary.BigEndian.PutUint64(hdr[0:], 1<<62)
-	binary.BigEndian.PutUint64(hdr[8:], 1<<62)
-	binary.BigEndian.PutUint64(hdr[16:], rand.Uint64())
-	if _, err := c.Write(hdr[:]); err != nil {
+	if _, err := c.Write(hashpod.Header(1<<62, 1<<62, rand.Uint64())); err != nil {
 		t.Fatal(err)
 	}
 	type readEnd struct {
