@@ -40,6 +40,7 @@ const (
 	AnnotOutcome      = prefix + "outcome"
 	AnnotCloseReason  = prefix + "close-reason"
 	AnnotPolicy       = prefix + "policy"
+	AnnotTerminatedBy = prefix + "terminated-by"
 	authzAnnotPrefix  = "authorization.k8s.io/"
 	maxUserAgent      = 1024 // as the apiserver truncates it
 	maxReason         = 1024
@@ -182,6 +183,7 @@ func sessionEnded(base auditinternal.Event, s *session.Session, e session.Ended,
 	if e.Reason != "" {
 		a[AnnotCloseReason] = truncate(e.Reason, maxReason)
 	}
+	set(a, AnnotTerminatedBy, e.TerminatedBy)
 	return &ev
 }
 

@@ -124,6 +124,14 @@ func TestEvents(t *testing.T) {
 		annots: map[string]string{AnnotCluster: "prod", AnnotSessionID: "s1", AnnotProtocol: "spdy", AnnotNode: "node-1", AnnotPolicy: "rule-a",
 			AnnotBytesUp: "100", AnnotBytesDown: "2000", AnnotDuration: "1.5s", AnnotOutcome: "closed_by_gateway", AnnotCloseReason: "client connection: EOF"},
 	}, {
+		name: "session terminated through the admin API names who terminated it",
+		ev: sessionEnded(base(), spdy, session.Ended{Outcome: metrics.OutcomeTerminated, Reason: "terminated through the admin API by admin API client 127.0.0.1:5",
+			Upgraded: true, Node: "node-1", Duration: time.Second, TerminatedBy: "admin API client 127.0.0.1:5"}, now),
+		stage: auditinternal.StageResponseComplete, status: ok101,
+		annots: map[string]string{AnnotCluster: "prod", AnnotSessionID: "s1", AnnotProtocol: "spdy", AnnotNode: "node-1", AnnotPolicy: "rule-a",
+			AnnotBytesUp: "0", AnnotBytesDown: "0", AnnotDuration: "1s", AnnotOutcome: "terminated",
+			AnnotCloseReason: "terminated through the admin API by admin API client 127.0.0.1:5", AnnotTerminatedBy: "admin API client 127.0.0.1:5"},
+	}, {
 		name: "forwarded connection",
 		ev: forwarded(base(), spdy, relay.Record{RequestID: "3", Port: 8080, Up: 24, Down: 32, Start: t0.Add(time.Second),
 			End: t0.Add(time.Second + 1234567*time.Nanosecond), Outcome: relay.OutcomeClientClosed}, now),

@@ -42,6 +42,8 @@ const (
 	OutcomeBackendRefused Outcome = "backend_refused"
 	// OutcomeClosedByGateway: the gateway ended a live session (shutdown).
 	OutcomeClosedByGateway Outcome = "closed_by_gateway"
+	// OutcomeTerminated: an operator ended the session through the admin API.
+	OutcomeTerminated Outcome = "terminated"
 )
 
 // BackendErrorReason classifies failures talking to a kubelet.

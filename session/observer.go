@@ -29,6 +29,8 @@ type Ended struct {
 	Up, Down int64
 	Forwards int64
 	Duration time.Duration
+	// TerminatedBy names who ended the session through the admin API.
+	TerminatedBy string
 }
 
 // SetObserver installs o; call it before the registry's first Begin.

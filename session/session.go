@@ -44,12 +44,14 @@ type Session struct {
 
 	up, down         atomic.Int64
 	forwards         atomic.Int64 // forwarded connections (stream-aware splice only)
+	last             atomic.Int64 // unix nanos of the last relayed byte; 0: none yet
 	upCtr, downCtr   prometheus.Counter
 	mu               sync.Mutex // protects the fields below
 	node             string
 	upgraded         bool
 	closer           io.Closer
 	closedByRegistry bool
+	terminatedBy     string // who terminated it through the admin API; "": nobody
 
 	reg  *Registry
 	once sync.Once
@@ -69,7 +71,7 @@ func (s *Session) Upgraded(c io.Closer) {
 	s.mu.Lock()
 	s.upgraded = true
 	s.closer = c
-	closeNow := s.closedByRegistry
+	closeNow := s.closedByRegistry || s.terminatedBy != ""
 	s.mu.Unlock()
 	if o := s.observer(); o != nil {
 		o.SessionStarted(s)
@@ -81,12 +83,14 @@ func (s *Session) Upgraded(c io.Closer) {
 
 // AddUp counts n bytes relayed from the client to the kubelet.
 func (s *Session) AddUp(n int) {
+	s.touch()
 	s.up.Add(int64(n))
 	s.upCtr.Add(float64(n))
 }
 
 // AddDown counts n bytes relayed from the kubelet to the client.
 func (s *Session) AddDown(n int) {
+	s.touch()
 	s.down.Add(int64(n))
 	s.downCtr.Add(float64(n))
 }
@@ -100,10 +104,14 @@ func (s *Session) Bytes() (up, down int64) { return s.up.Load(), s.down.Load() }
 func (s *Session) End(o metrics.Outcome, reason string) {
 	s.once.Do(func() {
 		s.mu.Lock()
-		upgraded, node, forced := s.upgraded, s.node, s.closedByRegistry
+		upgraded, node, forced, by := s.upgraded, s.node, s.closedByRegistry, s.terminatedBy
 		s.mu.Unlock()
 		if forced && upgraded {
 			o = metrics.OutcomeClosedByGateway
+		}
+		if by != "" && upgraded {
+			// The splice's own reason is the closed connection's error.
+			o, reason = metrics.OutcomeTerminated, "terminated through the admin API by "+by
 		}
 		d := time.Since(s.Start)
 		up, down := s.Bytes()
@@ -115,7 +123,7 @@ func (s *Session) End(o metrics.Outcome, reason string) {
 			"duration", d.Round(time.Millisecond), "outcome", o, "reason", reason)
 		if obs := s.observer(); obs != nil {
 			obs.SessionEnded(s, Ended{Outcome: o, Reason: reason, Upgraded: upgraded, Node: node,
-				Up: up, Down: down, Forwards: s.forwards.Load(), Duration: d})
+				Up: up, Down: down, Forwards: s.forwards.Load(), Duration: d, TerminatedBy: by})
 		}
 		s.reg.remove(s)
 	})

@@ -143,6 +143,7 @@ func (g *Gateway) adminHandler() http.Handler {
 			_, _ = w.Write([]byte("ok"))
 		}
 	})
+	(&sessionsAPI{reg: g.Sessions, now: time.Now}).register(mux)
 	return mux
 }
 

@@ -170,7 +170,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&st.MaxStreamsPerSession, "max-streams-per-session", st.MaxStreamsPerSession, "With --splice-mode=streams, the most open SPDY streams (two per forwarded connection) a session may hold; more are refused.")
 	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")
 
-	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz and /readyz.")
+	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz, /readyz and the unauthenticated session admin API (/sessions); keep it on localhost.")
 	o.Authorization.AddFlags(fs)
 	o.Audit.AddFlags(fs)
 	o.Authn.AddFlags(fs)
