@@ -42,6 +42,12 @@ const (
 	OutcomeBackendRefused Outcome = "backend_refused"
 	// OutcomeClosedByGateway: the gateway ended a live session (shutdown).
 	OutcomeClosedByGateway Outcome = "closed_by_gateway"
+	// OutcomeIdleTimeout: the gateway closed a session that relayed no byte
+	// in either direction for --session-idle-timeout.
+	OutcomeIdleTimeout Outcome = "idle_timeout"
+	// OutcomeMaxDuration: the gateway closed a session that reached
+	// --max-session-duration.
+	OutcomeMaxDuration Outcome = "max_duration"
 )
 
 // BackendErrorReason classifies failures talking to a kubelet.
@@ -108,7 +114,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "rejected_requests_total",
-		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, shutting down) or by the gateway policy, by HTTP status code.",
+		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, over a session limit, shutting down) or by the gateway policy, by HTTP status code.",
 	}, []string{"cluster", "code"})
 	m.forwards = newForwards()
 	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected)
