@@ -220,3 +220,24 @@ func TestLimitsTime(t *testing.T) {
 		t.Errorf("session-end audit outcomes and reasons %q, want %q", outcomes, want)
 	}
 }
+
+// TestLimitsIdlePings: client-go pings its SPDY connection every 5 s; those
+// pings are not traffic, so a quiet session still reaches an idle timeout
+// longer than the ping period.
+func TestLimitsIdlePings(t *testing.T) {
+	const idle = 6 * time.Second // > client-go's 5 s SPDY ping period
+	e := newEnv(t, func(o *options.Options) { o.Limits.SessionIdleTimeout = idle })
+	quiet := startForward(t, dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")), hashPort)
+	start := time.Now()
+	select {
+	case err := <-quiet.done:
+		d := time.Since(start)
+		t.Logf("the pinging idle session ended %v after it began: %v", d.Round(time.Millisecond), err)
+		if d < idle-500*time.Millisecond {
+			t.Errorf("the idle session ended after %v, before --session-idle-timeout %v", d, idle)
+		}
+	case <-time.After(idle + 10*time.Second):
+		t.Fatal("client-go's pings kept an idle session open")
+	}
+	e.waitSessions(t, "spdy", "idle_timeout", 1)
+}
