@@ -44,6 +44,12 @@ const (
 	OutcomeClosedByGateway Outcome = "closed_by_gateway"
 	// OutcomeTerminated: an operator ended the session through the admin API.
 	OutcomeTerminated Outcome = "terminated"
+	// OutcomeIdleTimeout: the gateway closed a session that relayed no byte
+	// in either direction for --session-idle-timeout.
+	OutcomeIdleTimeout Outcome = "idle_timeout"
+	// OutcomeMaxDuration: the gateway closed a session that reached
+	// --max-session-duration.
+	OutcomeMaxDuration Outcome = "max_duration"
 )
 
 // BackendErrorReason classifies failures talking to a kubelet.
@@ -110,7 +116,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "rejected_requests_total",
-		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, shutting down) or by the gateway policy, by HTTP status code.",
+		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, over a session limit, shutting down) or by the gateway policy, by HTTP status code.",
 	}, []string{"cluster", "code"})
 	m.forwards = newForwards()
 	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected)

@@ -77,6 +77,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		s.User, s.Groups = u.GetName(), u.GetGroups()
 	}
 	if _, err := h.Sessions.Begin(s); err != nil {
+		var limit session.ErrLimit
+		if errors.As(err, &limit) {
+			// 429 with Retry-After: 1, like the API server's max-in-flight filter.
+			h.reject(w, req, cluster, apierrors.NewTooManyRequests(err.Error(), 1))
+			return
+		}
 		h.reject(w, req, cluster, apierrors.NewServiceUnavailable(err.Error()))
 		return
 	}

@@ -151,6 +151,9 @@ func (r *relay) data(h, payload []byte, fromClient bool) bool {
 	}
 	if p := st.p; p != nil {
 		n := int64(payloadLen(h))
+		if st == p.dataS && r.o.Payload != nil {
+			r.o.Payload.Add(n)
+		}
 		switch {
 		case st == p.dataS && fromClient:
 			p.rec.Up += n

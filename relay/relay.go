@@ -19,6 +19,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,11 @@ type Options struct {
 	// MaxStreams bounds the streams open at once; further SYN_STREAMs are
 	// refused with RST_STREAM(REFUSED_STREAM).
 	MaxStreams int
+	// Payload, if set, is added the payload bytes of every DATA frame on a
+	// forwarded connection's data stream, in both directions: real traffic,
+	// which pings (client-go sends one every 5 or 10 s) and stream
+	// bookkeeping do not feed. The session's idle timeout follows it.
+	Payload *atomic.Int64
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }

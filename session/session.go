@@ -45,13 +45,21 @@ type Session struct {
 	up, down         atomic.Int64
 	forwards         atomic.Int64 // forwarded connections (stream-aware splice only)
 	last             atomic.Int64 // unix nanos of the last relayed byte; 0: none yet
+	payload          atomic.Int64 // forwarded payload bytes, once TrackPayload was called
+	payloadTracked   atomic.Bool
 	upCtr, downCtr   prometheus.Counter
 	mu               sync.Mutex // protects the fields below
 	node             string
 	upgraded         bool
 	closer           io.Closer
 	closedByRegistry bool
-	terminatedBy     string // who terminated it through the admin API; "": nobody
+	terminatedBy     string          // who terminated it through the admin API; "": nobody
+	closedOutcome    metrics.Outcome // why the registry closed it; empty: shutdown
+	closedReason     string
+
+	// Sweep state (limits.go), protected by the registry's mu.
+	sweptBytes int64
+	idleSince  time.Time
 
 	reg  *Registry
 	once sync.Once
@@ -105,9 +113,13 @@ func (s *Session) End(o metrics.Outcome, reason string) {
 	s.once.Do(func() {
 		s.mu.Lock()
 		upgraded, node, forced, by := s.upgraded, s.node, s.closedByRegistry, s.terminatedBy
+		limitOutcome, limitReason := s.closedOutcome, s.closedReason
 		s.mu.Unlock()
 		if forced && upgraded {
 			o = metrics.OutcomeClosedByGateway
+			if limitOutcome != "" {
+				o, reason = limitOutcome, limitReason
+			}
 		}
 		if by != "" && upgraded {
 			// The splice's own reason is the closed connection's error.
@@ -136,13 +148,16 @@ type Registry struct {
 
 	mu       sync.Mutex // protects the fields below
 	live     map[string]*Session
+	perUser  map[string]int // live sessions by user name, for Limits
+	limits   Limits
+	victims  []victim // sweep's scratch space
 	draining bool
 	idle     chan struct{} // closed when live becomes empty while draining
 }
 
 // NewRegistry returns an empty registry reporting to m.
 func NewRegistry(m *metrics.Metrics) *Registry {
-	return &Registry{metrics: m, live: map[string]*Session{}}
+	return &Registry{metrics: m, live: map[string]*Session{}, perUser: map[string]int{}}
 }
 
 // ErrDraining is returned by Begin once shutdown has started.
@@ -157,6 +172,9 @@ func (r *Registry) Begin(s *Session) (*Session, error) {
 	if r.draining {
 		return nil, ErrDraining{}
 	}
+	if err := r.admit(s); err != nil {
+		return nil, err
+	}
 	s.ID = newID()
 	if s.Start.IsZero() {
 		s.Start = time.Now()
@@ -164,6 +182,7 @@ func (r *Registry) Begin(s *Session) (*Session, error) {
 	s.reg = r
 	s.upCtr, s.downCtr = r.metrics.ByteCounters(s.Cluster, s.Protocol)
 	r.live[s.ID] = s
+	r.perUser[s.User]++
 	r.metrics.SessionStarted(s.Cluster, s.Protocol)
 	return s, nil
 }
@@ -179,6 +198,9 @@ func (r *Registry) remove(s *Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.live, s.ID)
+	if r.perUser[s.User]--; r.perUser[s.User] <= 0 {
+		delete(r.perUser, s.User)
+	}
 	if r.draining && len(r.live) == 0 && r.idle != nil {
 		close(r.idle)
 		r.idle = nil

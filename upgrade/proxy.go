@@ -122,6 +122,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		MaxStreams:      p.Streams.MaxStreams,
 		Decide:          s.Decide, // per session: it knows the caller and the pod
 		Record:          s.Forwarded,
+		Payload:         s.TrackPayload(),
 	})
 	switch {
 	case end.Err != nil:

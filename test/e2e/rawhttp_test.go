@@ -32,6 +32,7 @@ type rawResponse struct {
 	code    int
 	body    string
 	status  *metav1.Status // nil when the body is not a Status
+	header  http.Header
 	elapsed time.Duration
 }
 
@@ -56,7 +57,7 @@ func (e *env) raw(t testing.TB, method, path string, h http.Header, withCert boo
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	r := rawResponse{code: resp.StatusCode, body: string(b), elapsed: time.Since(start)}
+	r := rawResponse{code: resp.StatusCode, body: string(b), header: resp.Header, elapsed: time.Since(start)}
 	var st metav1.Status
 	if json.Unmarshal(b, &st) == nil && st.Kind == "Status" {
 		r.status = &st

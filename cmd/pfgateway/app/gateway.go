@@ -58,6 +58,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	m := metrics.New(g.Registry)
 	m.SetPortLabels(c.opts.Streams.MetricsPorts)
 	g.Sessions = session.NewRegistry(m)
+	g.Sessions.SetLimits(sessionLimits(c.opts.Limits))
 
 	client, err := kubernetes.NewForConfig(c.clusterREST)
 	if err != nil {
@@ -159,6 +160,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go g.policy.Run(runCtx, policyCheckPeriod)
 	}
 	g.informers.Start(runCtx.Done())
+	go g.Sessions.Sweep(runCtx) // returns at once without a time limit
 
 	errc := make(chan error, 2)
 	go func() { errc <- g.admin.Serve(g.adminListener) }()

@@ -28,6 +28,7 @@ type Options struct {
 	Audit         AuditOptions
 	Authn         AuthenticationOptions
 	Policy        PolicyOptions
+	Limits        LimitsOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -128,6 +129,7 @@ func NewOptions() *Options {
 		Audit:         NewAuditOptions(),
 		Authn:         NewAuthenticationOptions(),
 		Policy:        NewPolicyOptions(),
+		Limits:        NewLimitsOptions(),
 	}
 }
 
@@ -175,6 +177,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Audit.AddFlags(fs)
 	o.Authn.AddFlags(fs)
 	o.Policy.AddFlags(fs)
+	o.Limits.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -245,6 +248,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Audit.Validate()...)
 	errs = append(errs, o.Authn.Validate()...)
 	errs = append(errs, o.Policy.Validate()...)
+	errs = append(errs, o.Limits.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

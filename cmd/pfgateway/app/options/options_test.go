@@ -30,6 +30,7 @@ func TestDefaultOptions(t *testing.T) {
 		Authorization: AuthorizationOptions{Mode: "Webhook", WebhookCacheAuthorizedTTL: 10 * time.Second, WebhookCacheUnauthorizedTTL: 10 * time.Second},
 		Audit:         AuditOptions{WebhookInitialBackoff: 10 * time.Second, BufferSize: 10000, Overflow: "drop"},
 		Authn:         NewAuthenticationOptions(), // pinned in TestAuthenticationDefaults
+		Limits:        LimitsOptions{},            // no limits: see TestLimitsOptions
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults changed:\n got %+v\nwant %+v", got, want)
