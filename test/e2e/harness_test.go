@@ -77,10 +77,17 @@ type env struct {
 // newEnv starts a dev cluster with pod default/hash and a gateway on
 // 127.0.0.1:0 (admin on 127.0.0.1:0); tweak adjusts the gateway's options
 // before Complete. Everything stops at the end of the test.
+// e2eLinger is the test kubelet's linger in this tier.
+const e2eLinger = 10 * time.Second
+
 func newEnv(t *testing.T, tweak ...func(*options.Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
-	cl, err := devcluster.Start(devcluster.Options{Dir: dir, GitVersion: "v1.33.0"})
+	// The hash pod closes first; the kubelet then waits its linger for the
+	// client's FIN before it closes the stream. The tests expect that FIN
+	// to come first (outcome client_closed), which containerd's 1 s linger
+	// does not guarantee on a loaded CI machine.
+	cl, err := devcluster.Start(devcluster.Options{Dir: dir, GitVersion: "v1.33.0", ForwardLinger: e2eLinger})
 	if err != nil {
 		t.Fatalf("devcluster.Start: %v", err)
 	}
