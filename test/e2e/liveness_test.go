@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	gwebsocket "github.com/gorilla/websocket"
+
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/devcluster"
 )
@@ -112,5 +114,67 @@ func TestLiveness(t *testing.T) {
 	}
 	if why := fmt.Sprintf("the kubelet did not answer a ping within %v", timeout); !strings.Contains(logs.String(), why) {
 		t.Errorf("no session ended with %q:\n%s", why, logs.String())
+	}
+}
+
+// TestLivenessWebSocketTunnel opens SPDY-over-WebSocket tunnels with a raw
+// gorilla client: one reads (so gorilla answers the gateway's pings) and
+// keeps its session, one never reads and loses it within interval+timeout.
+func TestLivenessWebSocketTunnel(t *testing.T) {
+	const interval, timeout = 300 * time.Millisecond, 500 * time.Millisecond
+	logs := captureLogs(t)
+	e := newEnv(t, func(o *options.Options) {
+		o.Liveness.WebSocketPingInterval, o.Liveness.WebSocketPingTimeout = interval, timeout
+	})
+	dial := func() *gwebsocket.Conn {
+		u := e.pfURL("", "hash")
+		u.Scheme = "wss"
+		d := gwebsocket.Dialer{TLSClientConfig: e.tlsConfig(true), Subprotocols: []string{"SPDY/3.1+portforward.k8s.io"}, HandshakeTimeout: 30 * time.Second}
+		ws, resp, err := d.Dial(u.String(), nil)
+		if err != nil {
+			t.Fatalf("tunnel upgrade: %v", err)
+		}
+		_ = resp.Body.Close()
+		t.Cleanup(func() { _ = ws.Close() })
+		return ws
+	}
+
+	answering := dial()
+	pings := make(chan struct{}, 64)
+	pong := answering.PingHandler()
+	answering.SetPingHandler(func(d string) error {
+		select {
+		case pings <- struct{}{}:
+		default:
+		}
+		return pong(d)
+	})
+	readEnd := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := answering.NextReader(); err != nil {
+				readEnd <- err
+				return
+			}
+		}
+	}()
+	_ = dial() // never reads: the gateway's pings go unanswered
+	start := time.Now()
+	eventually(t, interval+timeout+5*time.Second, "the silent tunnel's session to end", func() bool {
+		return e.gw.Sessions.Len() == 1
+	})
+	if d := time.Since(start); d < interval+timeout-timeout/4-50*time.Millisecond {
+		t.Errorf("the silent tunnel ended after %v, before its allowance", d)
+	}
+	if why := "the WebSocket client answered no ping"; !strings.Contains(logs.String(), why) {
+		t.Errorf("no session ended with %q", why)
+	}
+	select {
+	case err := <-readEnd:
+		t.Fatalf("the answering tunnel ended: %v", err)
+	case <-time.After(2 * (interval + timeout)):
+	}
+	if n := e.gw.Sessions.Len(); n != 1 || len(pings) < 3 {
+		t.Fatalf("%d sessions after %d pings, want the answering one alive after several", n, len(pings))
 	}
 }
