@@ -109,7 +109,9 @@ func (r *relay) ping(id uint32, fromClient bool, o *outbox) {
 	if !fromClient {
 		if id&1 == 0 {
 			o.raw(r.kubelet, appendPing(nil, id))
-		} // odd: the echo of the gateway's own ping
+		} else {
+			r.pingEchoed() // odd: the echo of the gateway's own ping
+		}
 		return
 	}
 	if id&1 == 0 {
@@ -122,11 +124,8 @@ func (r *relay) ping(id uint32, fromClient bool, o *outbox) {
 	now := r.now()
 	if now.Sub(r.lastMirror) >= pingMirrorInterval {
 		r.lastMirror = now
-		o.raw(r.kubelet, appendPing(nil, r.pingID))
-		r.pingID += 2
-		if r.pingID > maxStreamID {
-			r.pingID = 1
-		}
+		o.raw(r.kubelet, appendPing(nil, r.nextPingID()))
+		r.pingSentLocked()
 	}
 	r.mu.Unlock()
 }

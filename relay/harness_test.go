@@ -62,9 +62,19 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 
 func newHarness(t *testing.T, o Options, kb kubeletBehaviour) *harness {
 	t.Helper()
+	return newHarnessWith(t, o, kb, nil)
+}
+
+// newHarnessWith is newHarness with the fake kubelet's connection wrapped
+// (fault injection), when wrap is set.
+func newHarnessWith(t *testing.T, o Options, kb kubeletBehaviour, wrap func(net.Conn) net.Conn) *harness {
+	t.Helper()
 	h := &harness{t: t, arrived: make(chan *spdystream.Stream, 64), end: make(chan End, 1)}
 	cc, gwc := tcpPair(t)
 	gwk, kc := tcpPair(t)
+	if wrap != nil {
+		kc = wrap(kc)
+	}
 	o.Record = func(r Record) { h.mu.Lock(); h.records = append(h.records, r); h.mu.Unlock() }
 	go func() {
 		h.end <- Run(Conn{R: gwc, W: gwc, Close: gwc.Close, SetWriteDeadline: gwc.SetWriteDeadline},

@@ -27,6 +27,8 @@ import (
 const (
 	DefaultCreationTimeout = 30 * time.Second // cri-streaming's streamCreationTimeout
 	DefaultMaxStreams      = 512
+	// DefaultKubeletPingTimeout is Options.KubeletPingTimeout's default.
+	DefaultKubeletPingTimeout = 10 * time.Second
 	// pingMirrorInterval paces the pings the gateway sends the kubelet on
 	// behalf of a pinging client (client-go pings every 5 or 10 s), which
 	// keep the kubelet's idle timer fed as the client's pings would directly.
@@ -57,6 +59,14 @@ type Options struct {
 	// which pings (client-go sends one every 5 or 10 s) and stream
 	// bookkeeping do not feed. The session's idle timeout follows it.
 	Payload *atomic.Int64
+	// KubeletPingInterval is how often the gateway pings the kubelet when
+	// it sent no ping for that long (pings mirrored for a pinging client
+	// count); 0 sends only the mirrored ones and never times out.
+	KubeletPingInterval time.Duration
+	// KubeletPingTimeout is how long the echo of a ping may take before the
+	// kubelet is taken for gone and the session ends (ErrKubeletPingTimeout).
+	// DefaultKubeletPingTimeout when zero.
+	KubeletPingTimeout time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }
@@ -78,6 +88,10 @@ type Conn struct {
 	R io.Reader
 	// W is where bytes to the side are written.
 	W io.Writer
+	// Own, if set, is where the gateway's own frames to the side (its
+	// liveness pings) are written instead of W, so that a W counting the
+	// session's traffic does not count them and an idle session stays idle.
+	Own io.Writer
 	// Close closes the connection.
 	Close func() error
 	// SetWriteDeadline, if set, bounds the parting GOAWAY write.
@@ -102,6 +116,18 @@ func (s *side) write(b []byte) error {
 	return err
 }
 
+// writeOwn sends one of the gateway's own frames (see Conn.Own).
+func (s *side) writeOwn(b []byte) error {
+	w := s.c.Own
+	if w == nil {
+		w = s.c.W
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := w.Write(b)
+	return err
+}
+
 // Run relays between client and kubelet until either ends, then closes both.
 func Run(client, kubelet Conn, o Options) End {
 	return newRelay(client, kubelet, o).run()
@@ -113,6 +139,9 @@ func newRelay(client, kubelet Conn, o Options) *relay {
 	}
 	if o.MaxStreams <= 0 {
 		o.MaxStreams = DefaultMaxStreams
+	}
+	if o.KubeletPingTimeout <= 0 {
+		o.KubeletPingTimeout = DefaultKubeletPingTimeout
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -138,7 +167,14 @@ func (r *relay) run() End {
 	done := make(chan result, 2)
 	go func() { done <- result{r.client, r.readLoop(r.client, r.kubelet, true)} }()
 	go func() { done <- result{r.kubelet, r.readLoop(r.kubelet, r.client, false)} }()
+	r.startLiveness()
 	first := <-done
+	// Whichever reader ended first, a ping timeout is why the session ends:
+	// it closed the kubelet connection.
+	pingExpired := r.stopLiveness()
+	if pingExpired {
+		first = result{r.kubelet, r.pingTimeoutErr()}
+	}
 
 	var gone Outcome
 	var pe *protocolError

@@ -33,6 +33,7 @@ type relay struct {
 	nextKID    uint32
 	pingID     uint32 // the gateway's next ping id toward the kubelet (odd)
 	lastMirror time.Time
+	lv         liveness
 	closing    bool
 	ended      []Record
 }

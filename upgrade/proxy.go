@@ -36,6 +36,8 @@ type Proxy struct {
 	// by stream (package relay); nil splices them opaquely, as the API
 	// server does. Legacy WebSocket sessions are always spliced.
 	Streams *StreamOptions
+	// Liveness configures pings to both peers; the zero value sends none.
+	Liveness Liveness
 }
 
 // StreamOptions configure the stream-aware splice.
@@ -76,7 +78,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 			s.End(metrics.OutcomeRejected, err.Error())
 			return
 		}
-		wc := &wsConn{ws: ws}
+		wc := newWSConn(ws, p.Liveness.WebSocketPingInterval, p.Liveness.WebSocketPingTimeout)
 		client, clientConn = wc, wc
 	} else {
 		conn, bufrw, err := http.NewResponseController(w).Hijack()
@@ -115,14 +117,16 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
 	}
 	end := relay.Run(clientSide, relay.Conn{
-		R: backendR, W: countingWriter{backend, s.AddUp}, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline,
+		R: backendR, W: countingWriter{backend, s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline,
 	}, relay.Options{
-		EarlyReply:      p.Streams.EarlyReply,
-		CreationTimeout: p.Streams.CreationTimeout,
-		MaxStreams:      p.Streams.MaxStreams,
-		Decide:          s.Decide, // per session: it knows the caller and the pod
-		Record:          s.Forwarded,
-		Payload:         s.TrackPayload(),
+		EarlyReply:          p.Streams.EarlyReply,
+		CreationTimeout:     p.Streams.CreationTimeout,
+		MaxStreams:          p.Streams.MaxStreams,
+		Decide:              s.Decide, // per session: it knows the caller and the pod
+		Record:              s.Forwarded,
+		Payload:             s.TrackPayload(),
+		KubeletPingInterval: p.Liveness.KubeletPingInterval,
+		KubeletPingTimeout:  p.Liveness.KubeletPingTimeout,
 	})
 	switch {
 	case end.Err != nil:

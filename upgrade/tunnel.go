@@ -49,6 +49,12 @@ type wsConn struct {
 	ws *gwebsocket.Conn
 	r  io.Reader // the message being read, if any
 
+	// Read deadline state (newWSConn), used by the reading goroutine only.
+	quiet       time.Duration // interval+timeout; 0: no pings
+	extendEvery time.Duration
+	extended    time.Time
+
+	done      chan struct{} // closed by Close: stops the pinger
 	closeOnce sync.Once
 }
 
@@ -71,8 +77,9 @@ func (c *wsConn) Read(p []byte) (int, error) {
 				if gwebsocket.IsCloseError(err, gwebsocket.CloseNormalClosure, gwebsocket.CloseGoingAway, gwebsocket.CloseNoStatusReceived) {
 					return 0, io.EOF
 				}
-				return 0, err
+				return 0, c.readErr(err)
 			}
+			c.heard()
 			if mt != gwebsocket.BinaryMessage {
 				continue // the tunnel is binary only; client-go sends nothing else
 			}
@@ -85,7 +92,7 @@ func (c *wsConn) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return n, err
+			return n, c.readErr(err)
 		}
 	}
 	return n, nil
@@ -102,6 +109,9 @@ func (c *wsConn) Write(p []byte) (int, error) {
 func (c *wsConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		if c.done != nil {
+			close(c.done)
+		}
 		_ = c.ws.WriteControl(gwebsocket.CloseMessage, gwebsocket.FormatCloseMessage(gwebsocket.CloseNormalClosure, ""), time.Now().Add(closeGrace))
 		err = c.ws.Close()
 	})

@@ -90,7 +90,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
-		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams)},
+		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams), Liveness: liveness(c.opts.Liveness)},
 		Sessions:  g.Sessions,
 		Metrics:   m,
 		Policy:    g.policy,
@@ -217,4 +217,11 @@ func streamOptions(o options.StreamOptions) *upgrade.StreamOptions {
 		return nil
 	}
 	return &upgrade.StreamOptions{EarlyReply: o.EarlyReply, CreationTimeout: o.CreationTimeout, MaxStreams: o.MaxStreamsPerSession}
+}
+
+func liveness(o options.LivenessOptions) upgrade.Liveness {
+	return upgrade.Liveness{
+		KubeletPingInterval: o.KubeletPingInterval, KubeletPingTimeout: o.KubeletPingTimeout,
+		WebSocketPingInterval: o.WebSocketPingInterval, WebSocketPingTimeout: o.WebSocketPingTimeout,
+	}
 }

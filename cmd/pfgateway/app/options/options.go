@@ -23,6 +23,7 @@ type Options struct {
 	Cluster       ClusterOptions
 	Kubelet       KubeletOptions
 	Streams       StreamOptions
+	Liveness      LivenessOptions
 	Metrics       MetricsOptions
 	Authorization AuthorizationOptions
 	Audit         AuditOptions
@@ -124,6 +125,7 @@ func NewOptions() *Options {
 			CreationTimeout:      30 * time.Second,
 			MaxStreamsPerSession: 512,
 		},
+		Liveness:      NewLivenessOptions(),
 		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
 		Authorization: NewAuthorizationOptions(),
 		Audit:         NewAuditOptions(),
@@ -172,6 +174,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&st.MaxStreamsPerSession, "max-streams-per-session", st.MaxStreamsPerSession, "With --splice-mode=streams, the most open SPDY streams (two per forwarded connection) a session may hold; more are refused.")
 	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")
 
+	o.Liveness.AddFlags(fs)
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz, /readyz and the unauthenticated session admin API (/sessions); keep it on localhost.")
 	o.Authorization.AddFlags(fs)
 	o.Audit.AddFlags(fs)
@@ -244,6 +247,7 @@ func (o *Options) Validate() error {
 	if _, _, err := net.SplitHostPort(o.Metrics.BindAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))
 	}
+	errs = append(errs, o.Liveness.Validate()...)
 	errs = append(errs, o.Authorization.Validate()...)
 	errs = append(errs, o.Audit.Validate()...)
 	errs = append(errs, o.Authn.Validate()...)

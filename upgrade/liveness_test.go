@@ -1,0 +1,115 @@
+package upgrade
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	gwebsocket "github.com/gorilla/websocket"
+)
+
+const (
+	testWSPingInterval = 50 * time.Millisecond
+	testWSPingTimeout  = 100 * time.Millisecond
+)
+
+// tunnelPair upgrades a test client to a pinging wsConn and reads from it
+// until it fails; the read error arrives on the returned channel.
+func tunnelPair(t *testing.T) (*gwebsocket.Conn, chan error) {
+	t.Helper()
+	readErr := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ws, err := newUpgrader("test").Upgrade(w, req, nil)
+		if err != nil {
+			readErr <- err
+			return
+		}
+		c := newWSConn(ws, testWSPingInterval, testWSPingTimeout)
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 1024)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					readErr <- err
+					return
+				}
+			}
+		}()
+	}))
+	t.Cleanup(srv.Close)
+	client, resp, err := gwebsocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	t.Cleanup(func() { _ = client.Close() })
+	return client, readErr
+}
+
+// waitPingerGone fails if a tunnel's pinger outlives its connection.
+func waitPingerGone(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		if !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "upgrade.(*wsConn).ping") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the WebSocket pinger outlived its connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLivenessWebSocketClientAnsweringPingsKeepsTheTunnel(t *testing.T) {
+	client, readErr := tunnelPair(t)
+	pings := make(chan struct{}, 64)
+	answer := client.PingHandler()
+	client.SetPingHandler(func(d string) error {
+		select {
+		case pings <- struct{}{}:
+		default:
+		}
+		return answer(d)
+	})
+	// gorilla answers pings while the application reads, as client-go's
+	// tunnel always does.
+	go func() {
+		for {
+			if _, _, err := client.NextReader(); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-readErr:
+		t.Fatalf("tunnel ended while the client answered pings: %v", err)
+	case <-time.After(10 * testWSPingInterval):
+	}
+	if len(pings) < 3 {
+		t.Fatalf("the client saw %d pings in %v, want several", len(pings), 10*testWSPingInterval)
+	}
+}
+
+func TestLivenessWebSocketSilentClientEndsTheTunnel(t *testing.T) {
+	_, readErr := tunnelPair(t) // the client never reads, so never answers
+	start := time.Now()
+	bound := testWSPingInterval + testWSPingTimeout + 750*time.Millisecond
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, ErrWebSocketPingTimeout) {
+			t.Fatalf("read error %v, want %v", err, ErrWebSocketPingTimeout)
+		}
+		if d := time.Since(start); d < testWSPingInterval+testWSPingTimeout-testWSPingTimeout/4-10*time.Millisecond {
+			t.Fatalf("ended after %v, sooner than the client's allowance", d)
+		}
+	case <-time.After(bound):
+		t.Fatalf("a client that answered no ping kept its tunnel past %v", bound)
+	}
+	waitPingerGone(t)
+}
