@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -112,6 +113,9 @@ func TestLivenessStalledKubeletEndsTheSession(t *testing.T) {
 		t.Fatalf("End = %+v, want the kubelet's ping timeout", end)
 	}
 	recs := h.waitRecords(2)
+	// Pair 1 may still be open (half-closed by the client) when the kubelet
+	// hangs; then both records come at teardown, in no fixed order.
+	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.RequestID, b.RequestID) })
 	if recs[0].Outcome != OutcomeClientClosed || recs[1].Outcome != OutcomeKubeletGone {
 		t.Fatalf("outcomes %q, %q; want %q, %q", recs[0].Outcome, recs[1].Outcome, OutcomeClientClosed, OutcomeKubeletGone)
 	}
