@@ -86,3 +86,32 @@ func transferAll(t testing.TB, n int, dial func() (net.Conn, error), up, down in
 	}
 	return time.Since(start), errors.Join(errs...)
 }
+
+// readEnd is how an endless download ended: the bytes read and when.
+type readEnd struct {
+	n   int64
+	at  time.Time
+	err error
+}
+
+// endlessDownload asks the hash pod behind c for a download that never
+// ends and reads it until the connection ends (the gateway closing the
+// session). firstByte is closed once data flows; ended then gets the end.
+func endlessDownload(t testing.TB, c net.Conn) (firstByte <-chan struct{}, ended <-chan readEnd) {
+	t.Helper()
+	if _, err := c.Write(hashpod.Header(1<<62, 1<<62, rand.Uint64())); err != nil {
+		t.Fatal(err)
+	}
+	first, end := make(chan struct{}), make(chan readEnd, 1)
+	go func() {
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			end <- readEnd{0, time.Now(), err}
+			return
+		}
+		close(first)
+		n, err := io.Copy(io.Discard, c)
+		end <- readEnd{n + 1, time.Now(), err}
+	}()
+	return first, end
+}

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"io"
-	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -13,7 +11,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
-	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 	"github.com/pfgateway/pfgateway/devcluster/pki"
 )
 
@@ -149,18 +146,7 @@ func TestLimitsTime(t *testing.T) {
 	}
 	defer c.Close()
 	// An endless download, read until the gateway ends the session.
-	if _, err := c.Write(hashpod.Header(1<<62, 1<<62, rand.Uint64())); err != nil {
-		t.Fatal(err)
-	}
-	type readEnd struct {
-		n  int64
-		at time.Time
-	}
-	ended := make(chan readEnd, 1)
-	go func() {
-		n, _ := io.Copy(io.Discard, c)
-		ended <- readEnd{n, time.Now()}
-	}()
+	_, ended := endlessDownload(t, c)
 
 	select {
 	case err := <-quiet.done:

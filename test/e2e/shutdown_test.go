@@ -3,8 +3,6 @@ package e2e
 import (
 	"crypto/tls"
 	"errors"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"syscall"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
-	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 )
 
 // TestGracefulShutdown cancels the gateway's context while a session streams
@@ -29,27 +26,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// Ask for an endless download and read it until the connection ends.
-	if _, err := c.Write(hashpod.Header(1<<62, 1<<62, rand.Uint64())); err != nil {
-		t.Fatal(err)
-	}
-	type readEnd struct {
-		n   int64
-		at  time.Time
-		err error
-	}
-	ended := make(chan readEnd, 1)
-	firstByte := make(chan struct{})
-	go func() {
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			ended <- readEnd{0, time.Now(), err}
-			return
-		}
-		close(firstByte)
-		n, err := io.Copy(io.Discard, c)
-		ended <- readEnd{n + 1, time.Now(), err}
-	}()
+	firstByte, ended := endlessDownload(t, c)
 	select {
 	case <-firstByte:
 	case r := <-ended:
