@@ -197,7 +197,11 @@ func renderDirection(raw []byte, ids *idMap, out bool) []string {
 	for {
 		fr, err := f.ReadFrame()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			// A frame cut short at the end is the connection closing while
+			// the peer wrote it (spdystream writes a frame in several
+			// writes): the same race as a whole frame arriving or not
+			// after the close, so it ends the transcript like EOF does.
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				lines = append(lines, "DECODE-ERROR "+err.Error())
 			}
 			break
