@@ -15,6 +15,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(header + "rules:\n- name: a\n  groups: [\"*\"]\n  podSelector: {matchExpressions: [{key: k, operator: NotIn, values: [v]}]}\n"))
 	f.Add([]byte("{\"apiVersion\":\"pfgateway.io/v1alpha1\",\"kind\":\"Policy\",\"rules\":[{\"name\":\"j\",\"users\":[\"u\"]}]}"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
+	f.Add([]byte(limitsPolicy))
+	f.Add([]byte(header + "rules: []\nlimits:\n- name: a\n  groups: [\"*\"]\n  maxSessions: 0\n  maxForwardsPerSession: 2147483648\n  idleTimeout: -1s\n  maxSessionDuration: 1e3h\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -36,6 +38,12 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 		}
+		for _, l := range p.limits {
+			if l.Name == "" || l.MaxSessions < 0 || l.MaxForwardsPerSession < 0 || l.IdleTimeout < 0 || l.MaxSessionDuration < 0 {
+				t.Fatalf("accepted the limits entry %+v", l.UserLimits)
+			}
+		}
+		_ = p.LimitsFor("u", []string{"g", "*"})
 		a, err := p.Admit(Request{User: "u", Groups: []string{"g", "*"}, Cluster: "c", Namespace: "n", Pod: "p", PodLabels: map[string]string{"k": "v"}})
 		if err == nil {
 			_ = a.AllowsPort(0)

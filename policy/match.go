@@ -68,11 +68,17 @@ func (p *Policy) Admit(r Request) (*Admission, error) {
 }
 
 func (rl *rule) appliesTo(user string, groups []string) bool {
-	if rl.anyUser || rl.anyGroup || rl.users[user] {
+	return applies(rl.users, rl.groups, rl.anyUser, rl.anyGroup, user, groups)
+}
+
+// applies: the caller is named in users, or in one of groups, or either
+// holds "*".
+func applies(users, groups map[string]bool, anyUser, anyGroup bool, user string, callerGroups []string) bool {
+	if anyUser || anyGroup || users[user] {
 		return true
 	}
-	for _, g := range groups {
-		if rl.groups[g] {
+	for _, g := range callerGroups {
+		if groups[g] {
 			return true
 		}
 	}

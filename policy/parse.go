@@ -24,7 +24,8 @@ const wildcard = "*"
 // Policy is a parsed, validated policy file. It is immutable: a reload
 // builds a new one.
 type Policy struct {
-	rules []*rule
+	rules  []*rule
+	limits []*limits
 	// Hash is the SHA-256 of the file's bytes, hex, to tell versions apart
 	// in logs and metrics.
 	Hash string
@@ -95,7 +96,9 @@ func compile(f *File) (*Policy, field.ErrorList) {
 		}
 		p.rules = append(p.rules, r)
 	}
-	return p, errs
+	var lerrs field.ErrorList
+	p.limits, lerrs = compileLimits(f.Limits)
+	return p, append(errs, lerrs...)
 }
 
 func compileRule(in *Rule, path *field.Path) (*rule, field.ErrorList) {

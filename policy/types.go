@@ -3,6 +3,13 @@
 // clusters, namespaces, pods (by label selector) and container ports may be
 // forwarded to. With a policy loaded, whatever no rule allows is denied.
 //
+// Its limits section narrows the gateway's limit flags per user or group:
+// concurrent sessions per user, forwarded connections per session, idle
+// timeout, session duration. The entries are ordered and the first that
+// applies to a caller sets all of that caller's limits (LimitsFor); a limit
+// it leaves out, or sets above the flag, is the flag's, so a policy can only
+// narrow. The values are fixed when a session is admitted.
+//
 // The file is decoded strictly (unknown or duplicate fields are errors),
 // validated as a whole, and reloaded when it changes; a bad new file keeps
 // the policy in force (Loader).
@@ -25,6 +32,10 @@ type File struct {
 	Kind       string `json:"kind"`
 	// Rules are alternatives: a request is allowed when any rule allows it.
 	Rules []Rule `json:"rules"`
+	// Limits narrow the gateway's limit flags per user or group. They are
+	// ordered: the first entry that applies to a caller sets that caller's
+	// limits (limits.go).
+	Limits []Limits `json:"limits,omitempty"`
 }
 
 // Rule allows its subjects (Users, Groups) to forward to what its other
@@ -49,4 +60,28 @@ type Rule struct {
 	// Ports are container ports: numbers (8080) or strings holding a
 	// number ("8080") or an inclusive range ("9000-9100").
 	Ports []intstr.IntOrString `json:"ports,omitempty"`
+}
+
+// Limits narrow the gateway's limits for the callers it applies to. A limit
+// left out is the flag's; a value above the flag's is capped by the flag,
+// so a policy can only narrow. Zero or negative values are errors: leave a
+// limit out to keep the flag's.
+type Limits struct {
+	// Name identifies the entry in messages, logs and audit records.
+	Name string `json:"name"`
+	// Users and Groups select the callers, as in a Rule ("*": any caller).
+	Users  []string `json:"users,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	// MaxSessions bounds the concurrent sessions of one user name
+	// (--max-sessions-per-user).
+	MaxSessions *int32 `json:"maxSessions,omitempty"`
+	// MaxForwardsPerSession bounds the forwarded connections open at once
+	// in one session (--max-forwards-per-session).
+	MaxForwardsPerSession *int32 `json:"maxForwardsPerSession,omitempty"`
+	// IdleTimeout closes a session without traffic for this long
+	// (--session-idle-timeout), e.g. "15m".
+	IdleTimeout *metav1.Duration `json:"idleTimeout,omitempty"`
+	// MaxSessionDuration closes a session this long after it began
+	// (--max-session-duration), e.g. "8h".
+	MaxSessionDuration *metav1.Duration `json:"maxSessionDuration,omitempty"`
 }
