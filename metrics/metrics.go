@@ -81,6 +81,7 @@ type Metrics struct {
 	backendErrors   *prometheus.CounterVec
 	rejected        *prometheus.CounterVec
 	forwards        *forwards
+	limitHits       *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -119,7 +120,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help: "Port-forward requests refused before a session began (not an upgrade, bad handshake or ports, over a session limit, shutting down) or by the gateway policy, by HTTP status code.",
 	}, []string{"cluster", "code"})
 	m.forwards = newForwards()
-	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected)
+	m.limitHits = newLimitHits()
+	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected, m.limitHits)
 	reg.MustRegister(m.forwards.collectors()...)
 	return m
 }

@@ -76,6 +76,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if u, ok := request.UserFrom(req.Context()); ok {
 		s.User, s.Groups = u.GetName(), u.GetGroups()
 	}
+	h.userLimits(s)
 	if _, err := h.Sessions.Begin(s); err != nil {
 		var limit session.ErrLimit
 		if errors.As(err, &limit) {
@@ -100,5 +101,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !h.admit(w, req, s, target) {
 		return
 	}
+	s.LimitForwards() // after the policy's port check, which it wraps
 	h.Proxy.Serve(w, req, s, target.URL, target.Node)
 }

@@ -12,6 +12,9 @@ import (
 // data stream pair seen by the stream-aware splice): its metrics and one
 // log line a security team can follow back to the session.
 func (s *Session) Forwarded(rec relay.Record) {
+	if s.fwd != nil {
+		s.fwd.release(rec.RequestID)
+	}
 	s.forwards.Add(1)
 	s.mu.Lock()
 	node := s.node

@@ -16,6 +16,9 @@ type Limits struct {
 	// MaxSessionsPerUser is the most concurrent sessions of one
 	// authenticated user name.
 	MaxSessionsPerUser int
+	// MaxForwardsPerSession is the most forwarded connections open at once
+	// in one session of the stream-aware splice (LimitForwards).
+	MaxForwardsPerSession int
 	// IdleTimeout closes a spliced session that relayed no byte in either
 	// direction for this long.
 	IdleTimeout time.Duration
@@ -27,9 +30,15 @@ type Limits struct {
 type ErrLimit struct {
 	User  string // set for the per-user limit, empty for the global one
 	Limit int
+	// Policy names the policy's limits entry that set the per-user limit;
+	// empty for --max-sessions-per-user.
+	Policy string
 }
 
 func (e ErrLimit) Error() string {
+	if e.Policy != "" {
+		return fmt.Sprintf("too many port-forward sessions for user %q (limit %d, maxSessions in pfgateway policy limits %q)", e.User, e.Limit, e.Policy)
+	}
 	if e.User != "" {
 		return fmt.Sprintf("too many port-forward sessions for user %q (limit %d)", e.User, e.Limit)
 	}
@@ -43,15 +52,29 @@ func (r *Registry) SetLimits(l Limits) {
 	r.mu.Unlock()
 }
 
-// admit checks the concurrency limits for s; r.mu must be held, so the check
-// and the registration are one step and concurrent Begins cannot overshoot.
+// admit fixes s's limits and checks the concurrency limits for it; r.mu
+// must be held, so the check and the registration are one step and
+// concurrent Begins cannot overshoot.
 func (r *Registry) admit(s *Session) error {
 	l := r.limits
+	s.lim = l.forSession(s.UserLimits)
 	if l.MaxSessions > 0 && len(r.live) >= l.MaxSessions {
+		r.metrics.LimitHit(s.Cluster, metrics.LimitSessions, metrics.LimitSourceFlag)
 		return ErrLimit{Limit: l.MaxSessions}
 	}
-	if l.MaxSessionsPerUser > 0 && r.perUser[s.User] >= l.MaxSessionsPerUser {
-		return ErrLimit{User: s.User, Limit: l.MaxSessionsPerUser}
+	if u := s.lim.perUser; u.v > 0 && r.perUser[s.User] >= u.v {
+		r.metrics.LimitHit(s.Cluster, metrics.LimitSessionsPerUser, u.source())
+		e := ErrLimit{User: s.User, Limit: u.v}
+		if u.policy {
+			e.Policy = s.lim.policy
+		}
+		return e
+	}
+	if d := s.lim.shortest(); d > 0 && r.wake != nil && (r.period == 0 || sweepPeriod(d) < r.period) {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -61,34 +84,59 @@ func (r *Registry) admit(s *Session) error {
 // about half of it (the idle clock starts at the first sweep that sees the
 // session spliced), and never more often than every 50ms.
 func (l Limits) SweepPeriod() time.Duration {
-	d := l.IdleTimeout
-	if d == 0 || (l.MaxDuration > 0 && l.MaxDuration < d) {
-		d = l.MaxDuration
-	}
-	return max(d/4, 50*time.Millisecond)
+	return sweepPeriod(shortestOf(l.IdleTimeout, l.MaxDuration))
 }
 
-// Sweep closes idle and over-age sessions until ctx ends. It is one ticker
+func sweepPeriod(shortest time.Duration) time.Duration {
+	return max(shortest/4, 50*time.Millisecond)
+}
+
+// Sweep closes idle and over-age sessions until ctx ends. It is one timer
 // for the whole registry: the data path only adds to the byte counters it
-// already has, and the sweep compares them with what it saw last time.
-// Without a time limit it returns at once.
+// already has, and the sweep compares them with what it saw last time. Its
+// period follows the shortest time limit in force, the flags' or a live
+// session's (from the policy); without any it waits for a session that
+// has one.
 func (r *Registry) Sweep(ctx context.Context) {
 	r.mu.Lock()
-	l := r.limits
-	r.mu.Unlock()
-	if l.IdleTimeout <= 0 && l.MaxDuration <= 0 {
-		return
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
 	}
-	t := time.NewTicker(l.SweepPeriod())
+	wake := r.wake
+	r.mu.Unlock()
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
+		var tick <-chan time.Time
+		if p := r.nextPeriod(); p > 0 {
+			t.Reset(p)
+			tick = t.C
+		} else {
+			t.Stop()
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-wake: // a shorter limit: reschedule
+		case now := <-tick:
 			r.sweep(now)
 		}
 	}
+}
+
+// nextPeriod is the sweep period for the limits in force now; 0: none.
+func (r *Registry) nextPeriod() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	shortest := shortestOf(r.limits.IdleTimeout, r.limits.MaxDuration)
+	for _, s := range r.live {
+		shortest = shortestOf(shortest, s.lim.shortest())
+	}
+	r.period = 0
+	if shortest > 0 {
+		r.period = sweepPeriod(shortest)
+	}
+	return r.period
 }
 
 type victim struct {
@@ -100,11 +148,10 @@ type victim struct {
 // sweep closes the sessions that are over a time limit at now.
 func (r *Registry) sweep(now time.Time) {
 	r.mu.Lock()
-	l := r.limits
 	// The slice is kept between sweeps so a steady state allocates nothing.
 	victims := r.victims[:0]
 	for _, s := range r.live {
-		if o, why := s.expired(l, now); o != "" {
+		if o, why := s.expired(now); o != "" {
 			victims = append(victims, victim{s, o, why})
 		}
 	}
@@ -116,9 +163,10 @@ func (r *Registry) sweep(now time.Time) {
 	clear(victims) // drop the references until the next sweep
 }
 
-// expired says whether s is over a limit at now. Called with the registry's
-// lock held, which also protects the session's sweep fields.
-func (s *Session) expired(l Limits, now time.Time) (metrics.Outcome, string) {
+// expired says whether s is over a time limit at now, and counts the hit.
+// Called with the registry's lock held, which also protects the session's
+// sweep fields.
+func (s *Session) expired(now time.Time) (metrics.Outcome, string) {
 	s.mu.Lock()
 	spliced, closed := s.upgraded && s.closer != nil, s.closedByRegistry
 	s.mu.Unlock()
@@ -127,10 +175,14 @@ func (s *Session) expired(l Limits, now time.Time) (metrics.Outcome, string) {
 		// and there is nothing to close yet.
 		return "", ""
 	}
-	if l.MaxDuration > 0 && now.Sub(s.Start) >= l.MaxDuration {
-		return metrics.OutcomeMaxDuration, fmt.Sprintf("the session reached --max-session-duration (%v)", l.MaxDuration)
+	l := &s.lim
+	if age := l.age; age.v > 0 && now.Sub(s.Start) >= age.v {
+		s.reg.metrics.LimitHit(s.Cluster, metrics.LimitSessionDuration, age.source())
+		return metrics.OutcomeMaxDuration, fmt.Sprintf("the session reached %s (%v)",
+			l.setBy(age.policy, "--max-session-duration", "maxSessionDuration"), age.v)
 	}
-	if l.IdleTimeout <= 0 {
+	idle := l.idle
+	if idle.v <= 0 {
 		return "", ""
 	}
 	if n := s.activity(); s.idleSince.IsZero() || n != s.sweptBytes {
@@ -138,8 +190,10 @@ func (s *Session) expired(l Limits, now time.Time) (metrics.Outcome, string) {
 		s.sweptBytes, s.idleSince = n, now
 		return "", ""
 	}
-	if now.Sub(s.idleSince) >= l.IdleTimeout {
-		return metrics.OutcomeIdleTimeout, fmt.Sprintf("no traffic in either direction for --session-idle-timeout (%v)", l.IdleTimeout)
+	if now.Sub(s.idleSince) >= idle.v {
+		s.reg.metrics.LimitHit(s.Cluster, metrics.LimitIdleTimeout, idle.source())
+		return metrics.OutcomeIdleTimeout, fmt.Sprintf("no traffic in either direction for %s (%v)",
+			l.setBy(idle.policy, "--session-idle-timeout", "idleTimeout"), idle.v)
 	}
 	return "", ""
 }

@@ -37,7 +37,10 @@ type Session struct {
 	// Decide, if set, rules on each forwarded connection (stream pair) of
 	// the stream-aware splice: the policy's port check for this session.
 	Decide relay.Decide
-	Start  time.Time
+	// UserLimits, if set before Begin, narrow the registry's limits for
+	// this session (the gateway policy's limits for its caller).
+	UserLimits UserLimits
+	Start      time.Time
 	// Context is the request's context, for observers: the audit finds its
 	// record of the request there. Nil outside a request.
 	Context context.Context
@@ -56,6 +59,9 @@ type Session struct {
 	terminatedBy     string          // who terminated it through the admin API; "": nobody
 	closedOutcome    metrics.Outcome // why the registry closed it; empty: shutdown
 	closedReason     string
+
+	lim limits        // fixed by Begin (userlimits.go)
+	fwd *forwardLimit // set by LimitForwards; nil: no limit
 
 	// Sweep state (limits.go), protected by the registry's mu.
 	sweptBytes int64
@@ -150,7 +156,9 @@ type Registry struct {
 	live     map[string]*Session
 	perUser  map[string]int // live sessions by user name, for Limits
 	limits   Limits
-	victims  []victim // sweep's scratch space
+	victims  []victim      // sweep's scratch space
+	wake     chan struct{} // made by Sweep: a session with a shorter time limit began
+	period   time.Duration // Sweep's period in use; 0: not ticking
 	draining bool
 	idle     chan struct{} // closed when live becomes empty while draining
 }

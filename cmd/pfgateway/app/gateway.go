@@ -160,7 +160,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go g.policy.Run(runCtx, policyCheckPeriod)
 	}
 	g.informers.Start(runCtx.Done())
-	go g.Sessions.Sweep(runCtx) // returns at once without a time limit
+	go g.Sessions.Sweep(runCtx) // idle until some session has a time limit
 
 	errc := make(chan error, 2)
 	go func() { errc <- g.admin.Serve(g.adminListener) }()

@@ -8,9 +8,10 @@ import (
 // sessionLimits maps the limit flags onto the session registry's limits.
 func sessionLimits(o options.LimitsOptions) session.Limits {
 	return session.Limits{
-		MaxSessions:        o.MaxSessions,
-		MaxSessionsPerUser: o.MaxSessionsPerUser,
-		IdleTimeout:        o.SessionIdleTimeout,
-		MaxDuration:        o.MaxSessionDuration,
+		MaxSessions:           o.MaxSessions,
+		MaxSessionsPerUser:    o.MaxSessionsPerUser,
+		MaxForwardsPerSession: o.MaxForwardsPerSession,
+		IdleTimeout:           o.SessionIdleTimeout,
+		MaxDuration:           o.MaxSessionDuration,
 	}
 }

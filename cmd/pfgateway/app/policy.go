@@ -27,6 +27,10 @@ func newPolicy(o *options.Options, reg prometheus.Registerer) (*policy.Loader, e
 			return fmt.Errorf("rules %s restrict ports, which --splice-mode=%s cannot enforce (use --splice-mode=%s)",
 				strings.Join(names, ", "), options.SpliceOpaque, options.SpliceStreams)
 		}
+		if names := p.ForwardLimits(); len(names) > 0 && o.Streams.SpliceMode == options.SpliceOpaque {
+			return fmt.Errorf("limits %s bound forwarded connections, which --splice-mode=%s cannot enforce (use --splice-mode=%s)",
+				strings.Join(names, ", "), options.SpliceOpaque, options.SpliceStreams)
+		}
 		return nil
 	}
 	l, err := policy.NewLoader(o.Policy.File, check, reg)

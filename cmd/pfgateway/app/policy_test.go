@@ -23,6 +23,8 @@ func TestNewPolicy(t *testing.T) {
 	const head = "apiVersion: pfgateway.io/v1alpha1\nkind: Policy\nrules:\n"
 	anyPort := write("any.yaml", head+"- name: ns\n  users: [alice]\n  namespaces: [web]\n")
 	ports := write("ports.yaml", head+"- name: ns\n  users: [alice]\n- name: web-ports\n  users: [alice]\n  ports: [8080]\n")
+	forwards := write("forwards.yaml", head+"- name: all\n  users: [\"*\"]\nlimits:\n- name: timed\n  users: [bob]\n  idleTimeout: 1m\n- name: few\n  groups: [g]\n  maxForwardsPerSession: 2\n")
+	timed := write("timed.yaml", head+"- name: all\n  users: [\"*\"]\nlimits:\n- name: timed\n  users: [bob]\n  maxSessions: 1\n  idleTimeout: 1m\n")
 	bad := write("bad.yaml", head+"- name: x\n  users: [alice]\n  ports: [\"9-1\"]\n")
 	tests := []struct {
 		name, file, mode, wantErr string
@@ -32,6 +34,10 @@ func TestNewPolicy(t *testing.T) {
 		{name: "should load rules without ports with the opaque splice", file: anyPort, mode: options.SpliceOpaque},
 		{name: "should refuse to start with port rules and the opaque splice", file: ports, mode: options.SpliceOpaque,
 			wantErr: "--policy-file: " + ports + ": rules web-ports restrict ports, which --splice-mode=opaque cannot enforce (use --splice-mode=streams)"},
+		{name: "should load a forwards limit with the stream-aware splice", file: forwards, mode: options.SpliceStreams},
+		{name: "should load session and time limits with the opaque splice", file: timed, mode: options.SpliceOpaque},
+		{name: "should refuse to start with a forwards limit and the opaque splice", file: forwards, mode: options.SpliceOpaque,
+			wantErr: "--policy-file: " + forwards + ": limits few bound forwarded connections, which --splice-mode=opaque cannot enforce (use --splice-mode=streams)"},
 		{name: "should refuse to start with a bad file", file: bad, mode: options.SpliceStreams,
 			wantErr: `rules[0].ports[0]: Invalid value: "9-1": range 9-1 is reversed`},
 	}

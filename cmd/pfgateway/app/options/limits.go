@@ -12,9 +12,15 @@ import (
 type LimitsOptions struct {
 	MaxSessions        int
 	MaxSessionsPerUser int
-	SessionIdleTimeout time.Duration
-	MaxSessionDuration time.Duration
+	// MaxForwardsPerSession needs --splice-mode=streams (Options.Validate).
+	MaxForwardsPerSession int
+	SessionIdleTimeout    time.Duration
+	MaxSessionDuration    time.Duration
 }
+
+// maxForwardsPerSession bounds --max-forwards-per-session: a session has at
+// most 65536 streams (--max-streams-per-session), two per forward.
+const maxForwardsPerSession = 1 << 15
 
 // NewLimitsOptions returns the defaults: no limits.
 func NewLimitsOptions() LimitsOptions { return LimitsOptions{} }
@@ -23,6 +29,7 @@ func NewLimitsOptions() LimitsOptions { return LimitsOptions{} }
 func (o *LimitsOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxSessions, "max-sessions", o.MaxSessions, "The most concurrent port-forward sessions on this gateway; more are refused with 429 Too Many Requests (Retry-After: 1). 0 means no limit.")
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser, "The most concurrent port-forward sessions of one authenticated user name; more are refused with 429 Too Many Requests (Retry-After: 1). 0 means no limit.")
+	fs.IntVar(&o.MaxForwardsPerSession, "max-forwards-per-session", o.MaxForwardsPerSession, "With --splice-mode=streams, the most forwarded connections (error + data stream pairs) open at once in one port-forward session; one more is refused with a message on its error stream, the session goes on. 0 means no limit.")
 	fs.DurationVar(&o.SessionIdleTimeout, "session-idle-timeout", o.SessionIdleTimeout, "Close a port-forward session that relayed no byte in either direction for this long (a transfer in progress is never idle). 0 means never.")
 	fs.DurationVar(&o.MaxSessionDuration, "max-session-duration", o.MaxSessionDuration, "Close a port-forward session this long after it began, even if busy. 0 means never.")
 }
@@ -35,6 +42,9 @@ func (o *LimitsOptions) Validate() []error {
 	}
 	if o.MaxSessionsPerUser < 0 {
 		errs = append(errs, fmt.Errorf("--max-sessions-per-user must not be negative, got %d", o.MaxSessionsPerUser))
+	}
+	if o.MaxForwardsPerSession < 0 || o.MaxForwardsPerSession > maxForwardsPerSession {
+		errs = append(errs, fmt.Errorf("--max-forwards-per-session must be between 0 and %d, got %d", maxForwardsPerSession, o.MaxForwardsPerSession))
 	}
 	if o.SessionIdleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--session-idle-timeout must not be negative, got %v", o.SessionIdleTimeout))

@@ -24,6 +24,9 @@ func TestLimitsOptions(t *testing.T) {
 		{name: "should refuse a negative global limit", args: []string{"--max-sessions=-1"}, want: LimitsOptions{MaxSessions: -1}, wantErr: "--max-sessions must not be negative"},
 		{name: "should refuse a negative per-user limit", args: []string{"--max-sessions-per-user=-2"}, want: LimitsOptions{MaxSessionsPerUser: -2}, wantErr: "--max-sessions-per-user must not be negative"},
 		{name: "should refuse a negative idle timeout", args: []string{"--session-idle-timeout=-1s"}, want: LimitsOptions{SessionIdleTimeout: -time.Second}, wantErr: "--session-idle-timeout must not be negative"},
+		{name: "should parse the forwards limit", args: []string{"--max-forwards-per-session=100"}, want: LimitsOptions{MaxForwardsPerSession: 100}},
+		{name: "should refuse a negative forwards limit", args: []string{"--max-forwards-per-session=-1"}, want: LimitsOptions{MaxForwardsPerSession: -1}, wantErr: "--max-forwards-per-session must be between 0 and 32768"},
+		{name: "should refuse a forwards limit no session can reach", args: []string{"--max-forwards-per-session=40000"}, want: LimitsOptions{MaxForwardsPerSession: 40000}, wantErr: "--max-forwards-per-session must be between 0 and 32768"},
 		{name: "should refuse a negative duration", args: []string{"--max-session-duration=-1h"}, want: LimitsOptions{MaxSessionDuration: -time.Hour}, wantErr: "--max-session-duration must not be negative"},
 	}
 	for _, tt := range tests {

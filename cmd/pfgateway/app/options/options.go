@@ -236,6 +236,9 @@ func (o *Options) Validate() error {
 	if st.MaxStreamsPerSession < 2 || st.MaxStreamsPerSession > 1<<16 {
 		errs = append(errs, fmt.Errorf("--max-streams-per-session %d must be between 2 and 65536", st.MaxStreamsPerSession))
 	}
+	if o.Limits.MaxForwardsPerSession > 0 && st.SpliceMode == SpliceOpaque {
+		errs = append(errs, fmt.Errorf("--max-forwards-per-session needs --splice-mode=%s: the opaque splice does not see forwarded connections", SpliceStreams))
+	}
 	if len(st.MetricsPorts) > 64 {
 		errs = append(errs, fmt.Errorf("--metrics-port-labels names %d ports, at most 64 are allowed", len(st.MetricsPorts)))
 	}

@@ -82,6 +82,8 @@ func TestValidate(t *testing.T) {
 		{name: "should bound header size", mutate: func(o *Options) { o.Serving.MaxHeaderBytes = 10 }, wantErr: "--max-header-bytes"},
 		{name: "should refuse an unknown splice mode", mutate: func(o *Options) { o.Streams.SpliceMode = "fast" }, wantErr: "--splice-mode"},
 		{name: "should accept the opaque splice", mutate: func(o *Options) { o.Streams.SpliceMode = "opaque" }},
+		{name: "should refuse a forwards limit with the opaque splice", mutate: func(o *Options) { o.Streams.SpliceMode = "opaque"; o.Limits.MaxForwardsPerSession = 10 },
+			wantErr: "--max-forwards-per-session needs --splice-mode=streams"},
 		{name: "should refuse a zero stream creation timeout", mutate: func(o *Options) { o.Streams.CreationTimeout = 0 }, wantErr: "--stream-creation-timeout"},
 		{name: "should bound streams per session", mutate: func(o *Options) { o.Streams.MaxStreamsPerSession = 1 }, wantErr: "--max-streams-per-session"},
 		{name: "should refuse a bad metrics port label", mutate: func(o *Options) { o.Streams.MetricsPorts = []int{80, 0} }, wantErr: "--metrics-port-labels: port 0"},
