@@ -163,11 +163,17 @@ func TestLimitsPolicySessions(t *testing.T) {
 
 // TestLimitsForwardsPerSession: the policy gives alice 2 forwarded
 // connections per session, under --max-forwards-per-session=3. In one raw
-// SPDY session (client-go's PortForwarder would end its whole session on
+// SPDY or WebSocket-tunnel session (client-go's PortForwarder would end its whole session on
 // the error text), a third open pair is refused with the exact message on
 // its error stream; the open ones still move bytes SHA-256 exact; once one
 // ends, a new one is allowed. Metrics and audit records name the refusals.
 func TestLimitsForwardsPerSession(t *testing.T) {
+	for _, kind := range []dialerKind{dialSPDY, dialTunnel} {
+		t.Run(string(kind), func(t *testing.T) { forwardsLimitInSession(t, kind) })
+	}
+}
+
+func forwardsLimitInSession(t *testing.T, kind dialerKind) {
 	const policy = allowAll + `limits:
 - name: two
   users: [alice]
@@ -175,7 +181,7 @@ func TestLimitsForwardsPerSession(t *testing.T) {
 `
 	const want = `pfgateway: too many forwarded connections in this session (limit 2, maxForwardsPerSession in pfgateway policy limits "two")`
 	e, _, logPath := policyEnvWith(t, policy, func(o *options.Options) { o.Limits.MaxForwardsPerSession = 3 })
-	conn, _, err := dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")).Dial(portforward.PortForwardProtocolV1Name)
+	conn, _, err := dialer(t, kind, e.cfg, e.pfURL("", "hash")).Dial(portforward.PortForwardProtocolV1Name)
 	if err != nil {
 		t.Fatal(err)
 	}
