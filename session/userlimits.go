@@ -81,9 +81,3 @@ func (l *limits) setBy(policy bool, flag, key string) string {
 	}
 	return flag
 }
-
-// Limits returns the session's idle timeout and maximum duration in force
-// (0: none), as fixed when it began.
-func (s *Session) Limits() (idle, maxDuration time.Duration) {
-	return s.lim.idle.v, s.lim.age.v
-}

@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -264,6 +266,15 @@ func TestForwardLimit(t *testing.T) {
 					t.Fatalf("step %d (open %s): %+v, want deny %v %q", i, st.open, d, st.deny, st.message)
 				}
 			}
+			// Every pair ends: no slot may stay taken.
+			for _, st := range tt.steps {
+				if st.open != "" {
+					s.Forwarded(relay.Record{RequestID: st.open, Outcome: relay.OutcomeClientClosed})
+				}
+			}
+			if n := s.OpenForwards(); n != 0 {
+				t.Fatalf("%d slots still taken after every pair ended", n)
+			}
 			if hits := limitHits(t, reg); len(hits) != len(tt.wantHits) || !equalHits(hits, tt.wantHits) {
 				t.Fatalf("hits %v, want %v", hits, tt.wantHits)
 			}
@@ -278,4 +289,35 @@ func equalHits(a, b map[string]float64) bool {
 		}
 	}
 	return len(a) == len(b)
+}
+
+// TestForwardLimitConcurrent: the relay's read loop decides while timers
+// and the other side's loop record ends; exactly the limit gets through.
+func TestForwardLimitConcurrent(t *testing.T) {
+	r, _ := newRegistry()
+	r.SetLimits(Limits{MaxForwardsPerSession: 3})
+	s, err := r.Begin(&Session{Cluster: "c", Protocol: metrics.ProtocolSPDY})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.LimitForwards()
+	var admitted atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if !s.Decide(relay.PairInfo{RequestID: strconv.Itoa(i), Port: 80, StreamType: "error"}).Deny {
+				admitted.Add(1)
+			}
+			s.Forwarded(relay.Record{RequestID: strconv.Itoa(1000 + i)}) // someone else's end: no effect
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got := admitted.Load(); got != 3 || s.OpenForwards() != 3 {
+		t.Fatalf("admitted %d, open %d; want 3", got, s.OpenForwards())
+	}
 }
