@@ -352,3 +352,31 @@ func TestLimitsPolicyTime(t *testing.T) {
 		t.Errorf("session-end audit outcomes and reasons:\n%q\nwant\n%q and sam completed", reasons, want)
 	}
 }
+
+// TestLimitsForwardsFlag: --max-forwards-per-session alone, without a
+// policy: the flag's message, and its hit counted as a flag's.
+func TestLimitsForwardsFlag(t *testing.T) {
+	const want = "pfgateway: too many forwarded connections in this session (limit 1)"
+	e := newEnv(t, func(o *options.Options) { o.Limits.MaxForwardsPerSession = 1 })
+	conn, _, err := dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")).Dial(portforward.PortForwardProtocolV1Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	held := openPair(t, conn, hashPort, 0)
+	over := openPair(t, conn, hashPort, 1)
+	select {
+	case r := <-over.errText:
+		if r.text != want {
+			t.Errorf("error stream: %q (%v), want %q", r.text, r.err, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no message on the error stream of the pair over the limit")
+	}
+	transfer(t, held.conn(), 1<<20, 1<<20) //nolint:errcheck // reported by transfer
+	_ = conn.Close()
+	e.waitIdle(t)
+	if got := nonZero(e.scrape(t).series(mLimitHits)); len(got) != 1 || got["limit=max_forwards_per_session,source=flag"] != 1 {
+		t.Errorf("%s:%s\nwant only {limit=max_forwards_per_session,source=flag} 1", mLimitHits, formatSeries(got))
+	}
+}
