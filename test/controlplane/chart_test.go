@@ -72,7 +72,13 @@ func (c *controlPlane) chartAdmin(t *testing.T, kubectlBin string) string {
 		if chartSetup.err = devcluster.WriteKubeconfig(chartSetup.kubeconfig, c.apiURL, c.ca.CertPEM, admin); chartSetup.err != nil {
 			return
 		}
-		if _, err := c.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: chartNamespace}}, metav1.CreateOptions{}); err != nil {
+		// Pod Security "restricted", enforced (the helm test Pod) and
+		// warned about (the Deployment's pod template).
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: chartNamespace, Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce": "restricted",
+			"pod-security.kubernetes.io/warn":    "restricted",
+		}}}
+		if _, err := c.admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 			chartSetup.err = err
 			return
 		}
@@ -101,11 +107,18 @@ func (c *controlPlane) chartAdmin(t *testing.T, kubectlBin string) string {
 // kubectlAdmin runs kubectl with stdin and returns stdout, or an error
 // carrying stderr.
 func kubectlAdmin(bin, kubeconfig string, stdin []byte, args ...string) (string, error) {
+	out, _, err := kubectlAdmin2(bin, kubeconfig, stdin, args...)
+	return out, err
+}
+
+// kubectlAdmin2 is kubectlAdmin that also returns stderr (the API server's
+// warnings).
+func kubectlAdmin2(bin, kubeconfig string, stdin []byte, args ...string) (stdout, stderr string, _ error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "pfgateway-kubectl-")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer os.RemoveAll(dir)
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig, "--cache-dir", dir + "/cache"}, args...)...)
@@ -114,9 +127,9 @@ func kubectlAdmin(bin, kubeconfig string, stdin []byte, args ...string) (string,
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), &kubectlError{args: args, err: err, stderr: errb.String()}
+		return out.String(), errb.String(), &kubectlError{args: args, err: err, stderr: errb.String()}
 	}
-	return out.String(), nil
+	return out.String(), errb.String(), nil
 }
 
 type kubectlError struct {
@@ -143,7 +156,8 @@ func chartValueFiles(t *testing.T) []string {
 // defaults and with each ci values file, with `kubectl apply
 // --dry-run=server`: the real API server decodes, defaults, validates
 // (strict field validation: an unknown field is an error) and admits each
-// object without storing it.
+// object without storing it, in a namespace that enforces the "restricted"
+// Pod Security Standard.
 func TestChartServerDryRun(t *testing.T) {
 	c := needControlPlane(t)
 	helm := chartHelm(t)
@@ -161,9 +175,14 @@ func TestChartServerDryRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			docs := helmbin.SplitManifests(out)
-			res, err := kubectlAdmin(kbin, kc, out, "apply", "--dry-run=server", "--validate=strict", "-f", "-")
+			res, warnings, err := kubectlAdmin2(kbin, kc, out, "apply", "--dry-run=server", "--validate=strict", "-f", "-")
 			if err != nil {
 				t.Fatal(err)
+			}
+			// No warning at all: none from Pod Security "restricted", none
+			// for a deprecated API or an unknown field.
+			if strings.TrimSpace(warnings) != "" {
+				t.Errorf("kubectl apply warned:\n%s", warnings)
 			}
 			// One "<kind>/<name> created (server dry run)" line per object.
 			lines := strings.Split(strings.TrimSpace(res), "\n")
