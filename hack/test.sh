@@ -3,7 +3,8 @@
 # the race detector, then the end-to-end tier again without it so the client
 # matrix moves its full 64 MiB payloads each way, then the control-plane tier
 # (etcd and a real kube-apiserver; hack/kube-apiserver.sh builds the binary,
-# and the tier skips without it, or fails with CI=true).
+# and the tier skips without it, or fails with CI=true). The chart tests
+# (test/chart, and test/controlplane's TestChart*) need hack/helm.sh's helm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
