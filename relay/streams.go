@@ -41,10 +41,10 @@ type relay struct {
 
 	// Kubelet replacement (redial.go). kubelet is the current connection;
 	// it changes only under mu.
-	ending     bool          // the session is ending: replace nothing
-	kdone      chan result   // a kubelet reader whose end ends the session
-	kwg        sync.WaitGroup // kubelet readers
-	dialWG     sync.WaitGroup // the redial goroutine
+	ending     bool            // the session is ending: replace nothing
+	kdone      chan result     // a kubelet reader whose end ends the session
+	kwg        sync.WaitGroup  // kubelet readers
+	dialWG     sync.WaitGroup  // the redial goroutine
 	stopCtx    context.Context // cancelled when the session ends
 	stopDial   context.CancelFunc
 	dialing    bool
@@ -60,11 +60,11 @@ type stream struct {
 	// kid is the kubelet-side id on connection k; 0 when the stream never
 	// reached the kubelet, or no longer does (refused by the gateway, or
 	// waiting for a new kubelet connection).
-	kid  uint32
-	k    *side
+	kid uint32
+	k   *side
 	// A stream waiting for a new kubelet connection keeps its SYN_STREAM.
-	syn *spdy.SynStreamFrame
-	h   http.Header
+	syn  *spdy.SynStreamFrame
+	h    http.Header
 	kind string
 	p    *pair // nil for a duplicate stream, which belongs to no pair
 
