@@ -48,6 +48,9 @@ type Reconnect struct {
 	// that one local connection and the session goes on; the reason is in
 	// the pair's Record. A pod that is gone (Permanent) is always told.
 	LossMessage bool
+	// OnLoss, if set, is told of each lost kubelet connection (its node and
+	// why), outside the relay's lock: for the session's log.
+	OnLoss func(node string, err error)
 }
 
 func (c Reconnect) withDefaults() Reconnect {
@@ -211,14 +214,17 @@ func (r *relay) dialed(c Conn, err error) {
 // lose ends the pairs of kubelet connection k, whose reader ended with
 // err, and keeps the session: the next pair dials a new connection.
 func (r *relay) lose(k *side, err error) {
-	_ = k.c.Close()
 	var o outbox
 	r.mu.Lock()
 	if r.ending || k.lost {
 		r.mu.Unlock()
+		_ = k.c.Close()
 		return
 	}
+	// Marked lost before it is closed: writes that fail on it from now on
+	// are not why it was lost.
 	k.lost = true
+	_ = k.c.Close()
 	if k.cause != nil {
 		err = k.cause
 	}
@@ -239,6 +245,9 @@ func (r *relay) lose(k *side, err error) {
 	r.mu.Unlock()
 	_ = r.send(o)
 	r.emit()
+	if r.o.OnLoss != nil {
+		r.o.OnLoss(k.c.Node, err)
+	}
 }
 
 // endLost ends pair p for the client because its kubelet connection is
