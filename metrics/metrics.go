@@ -81,6 +81,7 @@ type Metrics struct {
 	backendErrors   *prometheus.CounterVec
 	rejected        *prometheus.CounterVec
 	forwards        *forwards
+	reconnects      *reconnects
 }
 
 // New creates the metrics and registers them on reg.
@@ -121,6 +122,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.forwards = newForwards()
 	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected)
 	reg.MustRegister(m.forwards.collectors()...)
+	m.reconnects = newReconnects()
+	reg.MustRegister(m.reconnects.collectors()...)
 	return m
 }
 

@@ -100,5 +100,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !h.admit(w, req, s, target) {
 		return
 	}
-	h.Proxy.Serve(w, req, s, target.URL, target.Node)
+	h.Proxy.ServeResolved(w, req, s, target.URL, target.Node, h.reresolve(s, resolver))
 }
