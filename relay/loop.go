@@ -196,6 +196,11 @@ func (r *relay) data(src *side, h, payload []byte, fromClient bool, dst **side) 
 		case st == p.errS && !fromClient && len(p.msg) < MaxMessage:
 			p.msg = append(p.msg, payload[:min(len(payload), MaxMessage-len(p.msg))]...)
 		}
+		if st == p.errS && !fromClient && n > 0 && r.o.ResetKubeletErrors && frameFlags(h)&flagFin == 0 {
+			// Kept for the Record only; the kubelet's resets follow.
+			r.mu.Unlock()
+			return dataDrop
+		}
 	}
 	ended := false
 	if frameFlags(h)&flagFin != 0 {

@@ -48,6 +48,13 @@ type Reconnect struct {
 	// that one local connection and the session goes on; the reason is in
 	// the pair's Record. A pod that is gone (Permanent) is always told.
 	LossMessage bool
+	// ResetKubeletErrors keeps the kubelet's error-stream text (a failed
+	// forward: "error forwarding port …") from the client, which then sees
+	// only the resets that follow it: client-go closes that one local
+	// connection instead of its whole session, so a session outlives a pod
+	// whose listener restarts (containerd reports "connection refused"
+	// meanwhile). The text stays in the Record. Independent of Redial.
+	ResetKubeletErrors bool
 	// OnLoss, if set, is told of each lost kubelet connection (its node and
 	// why), outside the relay's lock: for the session's log.
 	OnLoss func(node string, err error)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -326,5 +327,43 @@ func eventually(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// failingKubelet fails every forward as cri-streaming does when the pod's
+// port refuses: the message on the error stream, then both streams reset.
+func failingKubelet(msg string) kubeletBehaviour {
+	return func(s *spdystream.Stream) {
+		_ = s.SendReply(http.Header{}, false)
+		if s.Headers().Get("streamType") == kindError {
+			_, _ = s.Write([]byte(msg))
+		}
+		_ = s.Reset()
+	}
+}
+
+func TestResetKubeletErrorsKeepsTheTextFromTheClient(t *testing.T) {
+	const msg = `error forwarding port 8080 to pod p_default, uid u: failed to connect to localhost:8080 inside namespace "u": connection refused`
+	for _, reset := range []bool{false, true} {
+		h := newHarness(t, Options{Reconnect: Reconnect{ResetKubeletErrors: reset}}, failingKubelet(msg))
+		errS, err := h.open(kindError, "8080", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = errS.Close()
+		if data, err := h.open(kindData, "8080", 0); err == nil {
+			go func() { _, _ = io.Copy(io.Discard, data) }()
+		}
+		got, _ := io.ReadAll(errS)
+		want := msg
+		if reset {
+			want = ""
+		}
+		if string(got) != want {
+			t.Fatalf("reset %v: error stream %q, want %q", reset, got, want)
+		}
+		if rec := h.waitRecords(1)[0]; rec.Outcome != OutcomeKubeletError || rec.Message != msg {
+			t.Fatalf("reset %v: record %+v", reset, rec)
+		}
 	}
 }

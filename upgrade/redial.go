@@ -33,6 +33,10 @@ type Reconnect struct {
 	// LossMessage writes the reason on the ended pairs' error streams,
 	// which makes client-go end its session (relay.Reconnect.LossMessage).
 	LossMessage bool
+	// ResetKubeletErrors keeps the kubelet's failed-forward messages from the
+	// client (relay.Reconnect.ResetKubeletErrors); it applies with Enabled
+	// false too.
+	ResetKubeletErrors bool
 }
 
 // Reresolve finds the pod's kubelet again for a new connection: its URL
@@ -44,14 +48,15 @@ type Reresolve func(ctx context.Context) (target *url.URL, node string, err erro
 func (p *Proxy) reconnect(s *session.Session, req *http.Request, re Reresolve, proto string) relay.Reconnect {
 	rc := p.Reconnect
 	if !rc.Enabled || re == nil {
-		return relay.Reconnect{}
+		return relay.Reconnect{ResetKubeletErrors: rc.ResetKubeletErrors}
 	}
 	return relay.Reconnect{
-		Redial:           p.redialer(s, req, re, proto),
-		RedialAttempts:   rc.Attempts,
-		RedialBackoff:    rc.Backoff,
-		RedialMaxBackoff: rc.MaxBackoff,
-		LossMessage:      rc.LossMessage,
+		ResetKubeletErrors: rc.ResetKubeletErrors,
+		Redial:             p.redialer(s, req, re, proto),
+		RedialAttempts:     rc.Attempts,
+		RedialBackoff:      rc.Backoff,
+		RedialMaxBackoff:   rc.MaxBackoff,
+		LossMessage:        rc.LossMessage,
 		OnLoss: func(node string, err error) {
 			p.Metrics.KubeletLost(s.Cluster)
 			klog.InfoS("Lost the kubelet connection; the session goes on", "sessionID", s.ID, "node", node, "err", err)

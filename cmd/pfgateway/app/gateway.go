@@ -91,7 +91,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
 		Proxy: &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams), Liveness: liveness(c.opts.Liveness),
-			Reconnect: upgrade.Reconnect(c.opts.Reconnect)},
+			Reconnect: reconnect(c.opts.Reconnect)},
 		Sessions: g.Sessions,
 		Metrics:  m,
 		Policy:   g.policy,

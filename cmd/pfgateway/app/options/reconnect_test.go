@@ -10,7 +10,7 @@ import (
 
 func TestReconnectOptions(t *testing.T) {
 	o := NewReconnectOptions()
-	if want := (ReconnectOptions{Enabled: true, Attempts: 5, Backoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}); o != want {
+	if want := (ReconnectOptions{Enabled: true, Attempts: 5, Backoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, ForwardError: "message"}); o != want {
 		t.Fatalf("defaults %+v, want %+v", o, want)
 	}
 	tests := []struct {
@@ -19,7 +19,8 @@ func TestReconnectOptions(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults are valid"},
-		{name: "off", args: []string{"--kubelet-reconnect=false", "--kubelet-loss-message"}},
+		{name: "off", args: []string{"--kubelet-reconnect=false", "--kubelet-loss-message", "--kubelet-forward-error=reset"}},
+		{name: "unknown forward error mode", args: []string{"--kubelet-forward-error=hide"}, wantErr: `--kubelet-forward-error must be "message" or "reset", got "hide"`},
 		{name: "no attempts", args: []string{"--kubelet-reconnect-attempts=0"}, wantErr: "--kubelet-reconnect-attempts must be at least 1, got 0"},
 		{name: "no backoff", args: []string{"--kubelet-reconnect-backoff=0s"}, wantErr: "--kubelet-reconnect-backoff must be positive, got 0s"},
 		{name: "cap below start", args: []string{"--kubelet-reconnect-backoff=2s", "--kubelet-reconnect-max-backoff=1s"},
