@@ -236,7 +236,7 @@ func (r *relay) lose(k *side, err error) {
 		err = k.cause
 	}
 	r.losses++
-	msg := fmt.Sprintf("pfgateway: lost the connection to the kubelet on node %q: %s; this forwarded connection ended, the session goes on", k.c.Node, lossReason(err))
+	msg := fmt.Sprintf("pfgateway: lost the connection to the kubelet on node %s: %s; this forwarded connection ended, the session goes on", k.c.Node, lossReason(err))
 	pairs := map[*pair]struct{}{}
 	for _, st := range k.streams {
 		if st.p == nil {

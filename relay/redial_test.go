@@ -183,7 +183,7 @@ func TestRedialKeepsTheSessionWhenTheKubeletConnectionDies(t *testing.T) {
 	// The kubelet's close reads as EOF, or as a reset when it had unread
 	// bytes.
 	isLostMsg := func(m string) bool {
-		return strings.HasPrefix(m, `pfgateway: lost the connection to the kubelet on node "node-a": `) &&
+		return strings.HasPrefix(m, "pfgateway: lost the connection to the kubelet on node node-a: ") &&
 			strings.HasSuffix(m, "; this forwarded connection ended, the session goes on") &&
 			(strings.Contains(m, "the kubelet closed the connection") || strings.Contains(m, "connection reset by peer"))
 	}

@@ -71,6 +71,10 @@ func (p *Proxy) redialer(s *session.Session, req *http.Request, re Reresolve, pr
 	return func(ctx context.Context) (relay.Conn, error) {
 		target, node, err := re(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				p.Metrics.Reconnect(s.Cluster, string(metrics.ReasonTimeout))
+				return relay.Conn{}, fmt.Errorf("resolving the pod: %w", err)
+			}
 			if apierrors.IsNotFound(err) {
 				p.Metrics.Reconnect(s.Cluster, metrics.ReconnectPodNotFound)
 				return relay.Conn{}, relay.Permanent(fmt.Errorf("the pod is gone: %v", err))
@@ -93,17 +97,17 @@ func (p *Proxy) redialer(s *session.Session, req *http.Request, re Reresolve, pr
 				reason = be.Reason
 			}
 			p.Metrics.Reconnect(s.Cluster, string(reason))
-			return relay.Conn{}, fmt.Errorf("dialing the kubelet on node %q: %w", node, err)
+			return relay.Conn{}, fmt.Errorf("dialing the kubelet on node %s: %w", node, err)
 		}
 		switch {
 		case up.resp.StatusCode != http.StatusSwitchingProtocols:
 			_ = up.conn.Close()
 			p.Metrics.Reconnect(s.Cluster, string(metrics.ReasonErrorStatus))
-			return relay.Conn{}, fmt.Errorf("the kubelet on node %q answered %s", node, up.resp.Status)
+			return relay.Conn{}, fmt.Errorf("the kubelet on node %s answered %s", node, up.resp.Status)
 		case !upgradedTo(up.resp, s.Protocol) || up.resp.Header.Get(httpstream.HeaderProtocolVersion) != proto:
 			_ = up.conn.Close()
 			p.Metrics.Reconnect(s.Cluster, string(metrics.ReasonBadResponse))
-			return relay.Conn{}, fmt.Errorf("the kubelet on node %q did not upgrade to %s %q", node, s.Protocol, proto)
+			return relay.Conn{}, fmt.Errorf("the kubelet on node %s did not upgrade to %s (%s)", node, s.Protocol, proto)
 		}
 		p.Metrics.Reconnect(s.Cluster, metrics.ReconnectSuccess)
 		s.SetNode(node)
