@@ -228,10 +228,10 @@ func (r *relay) lose(k *side, err error) {
 		_ = k.c.Close()
 		return
 	}
-	// Marked lost before it is closed: writes that fail on it from now on
-	// are not why it was lost.
+	// Marked lost before it is closed (below, outside the lock: a TLS
+	// close may wait on the peer): writes that fail on it from now on are
+	// not why it was lost.
 	k.lost = true
-	_ = k.c.Close()
 	if k.cause != nil {
 		err = k.cause
 	}
@@ -250,6 +250,7 @@ func (r *relay) lose(k *side, err error) {
 		r.endLost(p, OutcomeKubeletGone, msg, r.o.LossMessage, &o)
 	}
 	r.mu.Unlock()
+	_ = k.c.Close()
 	_ = r.send(o)
 	r.emit()
 	if r.o.OnLoss != nil {
