@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/portforward"
+
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 )
@@ -247,4 +250,77 @@ func protocolOf(kind dialerKind) string {
 		return "websocket"
 	}
 	return string(kind)
+}
+
+// TestFaultsEndingTheSession: where the gateway tells the client why on
+// the error stream, client-go ends the session with that message (it
+// closes its connection on any error-stream text): a lost kubelet
+// connection with --kubelet-loss-message, and a pod that is gone when the
+// next forwarded connection re-resolves it (always told: nothing can
+// succeed any more).
+func TestFaultsEndingTheSession(t *testing.T) {
+	logs := captureLogs(t)
+	e, proxy := faultsEnv(t, func(o *options.Options) { o.Reconnect.LossMessage = true })
+	const lost = "pfgateway: lost the connection to the kubelet on node dev-node: "
+	// klog quotes the message; the parsed value stops at its first quote.
+	const gone = "pfgateway: could not reconnect to the kubelet: the pod is gone: pods "
+
+	t.Run("--kubelet-loss-message", func(t *testing.T) {
+		f := startForward(t, dialer(t, dialSPDY, e.cfg, e.pfURL("", "hash")), hashPort)
+		c, err := f.dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		first, ended := endlessDownload(t, c)
+		<-first
+		proxy.sever()
+		select {
+		case <-ended:
+		case <-time.After(faultSlack):
+			t.Fatal("the connection in flight outlived its kubelet connection")
+		}
+		select {
+		case err := <-f.done:
+			if !errors.Is(err, portforward.ErrLostConnectionToPod) {
+				t.Fatalf("ForwardPorts: %v, want %v", err, portforward.ErrLostConnectionToPod)
+			}
+		case <-time.After(faultSlack):
+			t.Fatal("client-go kept its session after an error-stream message")
+		}
+	})
+
+	t.Run("pod deleted while the kubelet connection was down", func(t *testing.T) {
+		f := startForward(t, dialer(t, dialTunnel, e.cfg, e.pfURL("", "hash")), hashPort)
+		if _, err := transferAll(t, 1, f.dial, 1<<20, 1<<20); err != nil {
+			t.FailNow()
+		}
+		before := e.scrape(t).value(mLost, nil)
+		proxy.sever()
+		eventually(t, faultSlack, "the loss of the kubelet connection", func() bool { return e.scrape(t).value(mLost, nil) > before })
+		if err := e.cluster.APIServer.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), "default", "hash"); err != nil {
+			t.Fatal(err)
+		}
+		expectClosedWithin(t, f, faultSlack)
+		select {
+		case err := <-f.done:
+			if !errors.Is(err, portforward.ErrLostConnectionToPod) {
+				t.Fatalf("ForwardPorts: %v, want %v", err, portforward.ErrLostConnectionToPod)
+			}
+		case <-time.After(faultSlack):
+			t.Fatal("client-go kept its session after the pod was gone")
+		}
+		if got := e.scrape(t).value(mReconnects, labels{"result": "pod_not_found"}); got != 1 {
+			t.Errorf("%s{result=pod_not_found} = %g, want 1 (no retry)", mReconnects, got)
+		}
+	})
+
+	var sawLost, sawGone bool
+	for _, fl := range forwardLogs(logs.String()) {
+		sawLost = sawLost || (fl.outcome == "kubelet_disconnected" && strings.HasPrefix(fl.message, lost))
+		sawGone = sawGone || (fl.outcome == "kubelet_unreachable" && strings.HasPrefix(fl.message, gone))
+	}
+	if !sawLost || !sawGone {
+		t.Errorf("forwarded connection logs: lost %v, pod gone %v:\n%s", sawLost, sawGone, logs.String())
+	}
 }
