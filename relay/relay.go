@@ -201,7 +201,7 @@ func (r *relay) run() End {
 	}
 	r.mu.Lock()
 	r.ending = true // no more kubelet replacements
-	kubelet := r.kubelet
+	kubelet, kubeletLost := r.kubelet, r.kubelet.lost
 	r.mu.Unlock()
 	r.stopDial()
 	// Whichever reader ended first, a ping timeout is why the session ends:
@@ -232,7 +232,7 @@ func (r *relay) run() End {
 			lastGood = r.lastCID
 			r.mu.Unlock()
 		}
-		if !other.lost {
+		if other == r.client || !kubeletLost {
 			r.goAway(other, lastGood)
 		}
 	}
