@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -468,4 +469,53 @@ func TestRedialUnderConcurrentForwards(t *testing.T) {
 			t.Errorf("request %d has %d records, want 1", req, n)
 		}
 	}
+}
+
+// TestRedialHalfPair: the kubelet connection is lost between a pair's
+// error stream (answered) and its data stream: the data stream is refused
+// like its error stream was, instead of reaching a new kubelet that never
+// saw the error stream.
+func TestRedialHalfPair(t *testing.T) {
+	for _, tell := range []bool{false, true} {
+		t.Run(fmt.Sprintf("message %v", tell), func(t *testing.T) { redialHalfPair(t, tell) })
+	}
+}
+
+func redialHalfPair(t *testing.T, tell bool) {
+	p := newKubeletPool(t, replyAndEcho)
+	lost := make(chan struct{}, 1)
+	h := startRedialRelay(t, p, Options{Reconnect: Reconnect{LossMessage: tell, OnLoss: func(string, error) { lost <- struct{}{} }}})
+	errS, err := h.open(kindError, "8080", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = errS.Close()
+	msg := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(errS); msg <- b }()
+	p.cut()
+	<-lost
+	data, err := h.open(kindData, "8080", 7)
+	if tell {
+		if err != nil {
+			t.Fatalf("message mode: data stream %v, want it answered to carry the message", err)
+		}
+		go func() { _, _ = io.Copy(io.Discard, data) }()
+		if b := <-msg; !strings.HasPrefix(string(b), "pfgateway: lost the connection to the kubelet on node node-a: ") {
+			t.Fatalf("message mode: error stream %q", b)
+		}
+	} else {
+		if err == nil || !strings.Contains(err.Error(), "reset") {
+			t.Fatalf("reset mode: data stream creation %v, want a reset", err)
+		}
+		if b := <-msg; len(b) != 0 {
+			t.Fatalf("reset mode: error stream %q", b)
+		}
+	}
+	if rec := h.recordOf("7"); rec.Outcome != OutcomeKubeletGone {
+		t.Fatalf("tell %v: record %+v", tell, rec)
+	}
+	if n := p.dialCount(); n != 1 {
+		t.Fatalf("tell %v: %d dials, want 1: the refused data stream must not redial", tell, n)
+	}
+	checkEcho(t, h, 8)
 }
