@@ -162,3 +162,27 @@ func redialHalfPair(t *testing.T, tell bool) {
 	}
 	checkEcho(t, h, 8)
 }
+
+// TestRedialAfterKubeletGoAway: the kubelet closes an idle connection with
+// GOAWAY (its 4-hour streaming idle cap): the session goes on and the next
+// pair dials a new connection.
+func TestRedialAfterKubeletGoAway(t *testing.T) {
+	p := newKubeletPool(t, replyAndEcho)
+	lost := make(chan error, 1)
+	h := startRedialRelay(t, p, Options{Reconnect: Reconnect{OnLoss: func(_ string, err error) { lost <- err }}})
+	checkEcho(t, h, 0)
+	p.mu.Lock()
+	k := p.conns[0]
+	p.mu.Unlock()
+	go func() { _ = k.Close() }() // spdystream: GOAWAY, then it waits for its streams
+	select {
+	case err := <-lost:
+		if lossReason(err) != "the kubelet sent GOAWAY" {
+			t.Fatalf("loss: %v", err)
+		}
+	case <-time.After(runBound):
+		t.Fatal("the GOAWAY was not taken for a loss")
+	}
+	sessionAlive(t, h)
+	checkEcho(t, h, 1)
+}
