@@ -324,3 +324,32 @@ func TestFaultsEndingTheSession(t *testing.T) {
 		t.Errorf("forwarded connection logs: lost %v, pod gone %v:\n%s", sawLost, sawGone, logs.String())
 	}
 }
+
+// TestFaultsKubectl: the same kubectl 1.33 port-forward process outlives a
+// kubelet restart under it.
+func TestFaultsKubectl(t *testing.T) {
+	bin := kubectlBinary(t, 33)
+	e := newEnv(t)
+	addr, run, err := e.kubectlPortForward(t, bin, "hash", hashPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func() (net.Conn, error) { return net.Dial("tcp", addr) }
+	if _, err := transferAll(t, 1, dial, faultPayload, faultPayload); err != nil {
+		t.FailNow()
+	}
+	if err := e.cluster.Kubelet.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, faultSlack, "the loss of the kubelet connection", func() bool { return e.scrape(t).value(mLost, nil) == 1 })
+	if _, err := transferAll(t, 1, dial, faultPayload, faultPayload); err != nil {
+		t.Fatalf("after the restart: %v\nkubectl stderr:\n%s", err, run.stderr)
+	}
+	if run.wait(0) {
+		t.Fatalf("kubectl exited: %v\nstderr:\n%s", run.waitErr, run.stderr)
+	}
+	if got := e.scrape(t).value(mReconnects, labels{"result": "success"}); got != 1 {
+		t.Errorf("%s{result=success} = %g, want 1", mReconnects, got)
+	}
+	run.kill()
+}
