@@ -82,6 +82,7 @@ type Metrics struct {
 	rejected        *prometheus.CounterVec
 	forwards        *forwards
 	limitHits       *prometheus.CounterVec
+	reconnects      *reconnects
 }
 
 // New creates the metrics and registers them on reg.
@@ -123,6 +124,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.limitHits = newLimitHits()
 	reg.MustRegister(m.activeSessions, m.sessions, m.sessionDuration, m.bytes, m.backendUpgrade, m.backendErrors, m.rejected, m.limitHits)
 	reg.MustRegister(m.forwards.collectors()...)
+	m.reconnects = newReconnects()
+	reg.MustRegister(m.reconnects.collectors()...)
 	return m
 }
 

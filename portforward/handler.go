@@ -102,5 +102,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	s.LimitForwards() // after the policy's port check, which it wraps
-	h.Proxy.Serve(w, req, s, target.URL, target.Node)
+	h.Proxy.ServeResolved(w, req, s, target.URL, target.Node, h.reresolve(s, resolver))
 }

@@ -31,19 +31,14 @@ func (o *outbox) reply(to *side, id uint32, flags byte, h http.Header) {
 	*o = append(*o, out{to: to, reply: true, id: id, flags: flags, h: h})
 }
 
-// send writes every frame; it stops at the first failed write.
-func (o outbox) send() error {
-	for _, w := range o {
-		if err := w.to.send(w); err != nil {
-			return &writeError{w.to, err}
-		}
-	}
-	return nil
-}
-
 func (s *side) send(w out) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.sendLocked(w)
+}
+
+// sendLocked is send with s.wmu held.
+func (s *side) sendLocked(w out) error {
 	b := w.raw
 	switch {
 	case w.syn != nil:
@@ -75,28 +70,28 @@ func (r *relay) control(src *side, frame []byte, fromClient bool) error {
 			r.clientSyn(f, &o)
 		} else {
 			// The gateway accepts no streams from a kubelet, which opens none.
-			o.rst(r.kubelet, uint32(f.StreamId), rstRefusedStream)
+			o.rst(src, uint32(f.StreamId), rstRefusedStream)
 		}
 	case *spdy.SynReplyFrame:
 		if !fromClient {
-			r.kubeletReply(f, &o)
+			r.kubeletReply(src, f, &o)
 		} // the gateway opens no streams toward the client: nothing to reply to
 	case *spdy.RstStreamFrame:
-		r.rst(uint32(f.StreamId), uint32(f.Status), fromClient, &o)
+		r.rst(src, uint32(f.StreamId), uint32(f.Status), fromClient, &o)
 	case *spdy.HeadersFrame:
 		// Decoded (it advanced the zlib context) and dropped: spdystream
 		// parks such frames where port-forward never reads them. Its FIN
 		// still counts.
 		if f.CFHeader.Flags&spdy.ControlFlagFin != 0 {
-			r.remoteFin(uint32(f.StreamId), fromClient, &o)
+			r.remoteFin(src, uint32(f.StreamId), fromClient, &o)
 		}
 	case *spdy.PingFrame:
-		r.ping(f.Id, fromClient, &o)
+		r.ping(src, f.Id, fromClient, &o)
 	case *spdy.GoAwayFrame:
 		return errGoAway
 	}
 	// SETTINGS and WINDOW_UPDATE are per connection and spdystream ignores them.
-	err = o.send()
+	err = r.send(o)
 	r.emit()
 	return err
 }
@@ -105,12 +100,12 @@ func (r *relay) control(src *side, frame []byte, fromClient bool) error {
 // spdystream echoes a ping whose id parity differs from its own; the
 // gateway is the server (even ids) toward the client and the client (odd
 // ids) toward the kubelet.
-func (r *relay) ping(id uint32, fromClient bool, o *outbox) {
+func (r *relay) ping(src *side, id uint32, fromClient bool, o *outbox) {
 	if !fromClient {
 		if id&1 == 0 {
-			o.raw(r.kubelet, appendPing(nil, id))
+			o.raw(src, appendPing(nil, id))
 		} else {
-			r.pingEchoed() // odd: the echo of the gateway's own ping
+			r.pingEchoed(src) // odd: the echo of the gateway's own ping
 		}
 		return
 	}
@@ -122,9 +117,9 @@ func (r *relay) ping(id uint32, fromClient bool, o *outbox) {
 	// timer; keep doing that, paced.
 	r.mu.Lock()
 	now := r.now()
-	if now.Sub(r.lastMirror) >= pingMirrorInterval {
+	if k := r.kubelet; !k.lost && now.Sub(r.lastMirror) >= pingMirrorInterval {
 		r.lastMirror = now
-		o.raw(r.kubelet, appendPing(nil, r.nextPingID()))
+		o.raw(k, appendPing(nil, r.nextPingID(k)))
 		r.pingSentLocked()
 	}
 	r.mu.Unlock()
@@ -132,10 +127,10 @@ func (r *relay) ping(id uint32, fromClient bool, o *outbox) {
 
 // remoteFin relays a half-close carried by a frame that is not relayed
 // itself (HEADERS, or a swallowed SYN_REPLY), as an empty DATA+FIN.
-func (r *relay) remoteFin(id uint32, fromClient bool, o *outbox) {
+func (r *relay) remoteFin(src *side, id uint32, fromClient bool, o *outbox) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := r.lookup(id, fromClient)
+	st := r.lookup(src, id, fromClient)
 	if st == nil || st.kid == 0 {
 		return
 	}
@@ -145,26 +140,26 @@ func (r *relay) remoteFin(id uint32, fromClient bool, o *outbox) {
 // finOut queues an empty DATA+FIN for st toward the other side and records it.
 func (r *relay) finOut(st *stream, fromClient bool, o *outbox) {
 	if fromClient {
-		o.raw(r.kubelet, appendData(nil, st.kid, flagFin, nil))
+		o.raw(st.k, appendData(nil, st.kid, flagFin, nil))
 	} else {
 		o.raw(r.client, appendData(nil, st.cid, flagFin, nil))
 	}
 	r.fin(st, fromClient)
 }
 
-func (r *relay) lookup(id uint32, fromClient bool) *stream {
+func (r *relay) lookup(src *side, id uint32, fromClient bool) *stream {
 	if fromClient {
 		return r.byClient[id]
 	}
-	return r.byKubelet[id]
+	return src.streams[id]
 }
 
 // kubeletReply relays the kubelet's SYN_REPLY, or swallows it when the
 // gateway already replied.
-func (r *relay) kubeletReply(f *spdy.SynReplyFrame, o *outbox) {
+func (r *relay) kubeletReply(src *side, f *spdy.SynReplyFrame, o *outbox) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := r.byKubelet[uint32(f.StreamId)]
+	st := src.streams[uint32(f.StreamId)]
 	if st == nil || st.kReplied {
 		return // gone, or a second reply (spdystream ignores it)
 	}
@@ -188,16 +183,16 @@ func (r *relay) kubeletReply(f *spdy.SynReplyFrame, o *outbox) {
 }
 
 // rst relays a RST_STREAM with its status unchanged and forgets the stream.
-func (r *relay) rst(id, status uint32, fromClient bool, o *outbox) {
+func (r *relay) rst(src *side, id, status uint32, fromClient bool, o *outbox) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := r.lookup(id, fromClient)
+	st := r.lookup(src, id, fromClient)
 	if st == nil {
 		return
 	}
 	if fromClient {
 		if st.kid != 0 {
-			o.rst(r.kubelet, st.kid, status)
+			o.rst(st.k, st.kid, status)
 		}
 		if st.p != nil {
 			st.p.event(OutcomeClientReset)

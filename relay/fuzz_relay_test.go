@@ -201,7 +201,7 @@ func checkClientWire(b []byte) error {
 // checkState checks the relay once Run returned: every pair ended and was
 // emitted, no timer left armed, the two stream maps agree.
 //
-// byClient and byKubelet may still hold the streams that were open at the
+// byClient and the kubelet's streams may still hold the streams that were open at the
 // end: finishAll ends their pairs but does not clear the maps (the relay
 // is garbage once Run returns, so that holds nothing).
 func checkState(r *relay) error {
@@ -211,8 +211,8 @@ func checkState(r *relay) error {
 		return fmt.Errorf("after Run: closing %v, %d pairs by requestID, %d live, %d records not emitted", r.closing, len(r.pairs), len(r.live), len(r.ended))
 	}
 	for cid, st := range r.byClient {
-		if st.cid != cid || (st.kid != 0 && r.byKubelet[st.kid] != st) {
-			return fmt.Errorf("byClient[%d] = %+v, byKubelet[%d] = %p", cid, st, st.kid, r.byKubelet[st.kid])
+		if st.cid != cid || (st.kid != 0 && st.k.streams[st.kid] != st) {
+			return fmt.Errorf("byClient[%d] = %+v, kubelet streams[%d] = %p", cid, st, st.kid, st.k.streams[st.kid])
 		}
 		if st.timer != nil && st.timer.Stop() {
 			return fmt.Errorf("stream %d/%d has a timer still armed", st.cid, st.kid)
@@ -221,9 +221,9 @@ func checkState(r *relay) error {
 			return fmt.Errorf("the pair of stream %d has a timer still armed", st.cid)
 		}
 	}
-	for kid, st := range r.byKubelet {
+	for kid, st := range r.kubelet.streams {
 		if st.kid != kid || r.byClient[st.cid] != st {
-			return fmt.Errorf("byKubelet[%d] = %+v is not byClient[%d]", kid, st, st.cid)
+			return fmt.Errorf("kubelet streams[%d] = %+v is not byClient[%d]", kid, st, st.cid)
 		}
 	}
 	return nil

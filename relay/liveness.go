@@ -59,22 +59,34 @@ func (r *relay) pingTick() {
 		return
 	}
 	now := time.Now()
+	k := r.kubelet
 	switch {
+	case k.lost:
+		// Re-armed when a new connection is installed.
+	case lv.awaiting && now.Sub(lv.sentAt) >= timeout && r.o.Redial != nil:
+		// The connection is taken for gone; the session goes on.
+		lv.awaiting = false
+		if k.cause == nil {
+			k.cause = r.pingTimeoutErr()
+		}
+		r.mu.Unlock()
+		_ = k.c.Close()
+		return
 	case lv.awaiting && now.Sub(lv.sentAt) >= timeout:
 		lv.expired = true
 		r.mu.Unlock()
-		_ = r.kubelet.c.Close()
+		_ = k.c.Close()
 		return
 	case lv.awaiting:
 		lv.timer.Reset(lv.sentAt.Add(timeout).Sub(now))
 	case now.Sub(lv.lastSent) >= interval:
-		id := r.nextPingID()
+		id := r.nextPingID(k)
 		lv.awaiting, lv.sentAt, lv.lastSent = true, now, now
 		// Armed before the write: a kubelet that stopped reading blocks the
 		// write, and the timeout still has to fire and close it.
 		lv.timer.Reset(timeout)
 		r.mu.Unlock()
-		_ = r.kubelet.writeOwn(appendPing(nil, id)) // a failed write ends the kubelet reader anyway
+		_ = k.writeOwn(appendPing(nil, id)) // a failed write ends the kubelet reader anyway
 		return
 	default:
 		lv.timer.Reset(lv.lastSent.Add(interval).Sub(now))
@@ -96,20 +108,34 @@ func (r *relay) pingSentLocked() {
 	}
 }
 
-// pingEchoed notes the kubelet's echo of one of the gateway's pings.
-func (r *relay) pingEchoed() {
+// pingEchoed notes the kubelet's echo of one of the gateway's pings; an
+// echo from a replaced connection says nothing of the current one.
+func (r *relay) pingEchoed(k *side) {
 	r.mu.Lock()
-	r.lv.awaiting = false
+	if k == r.kubelet {
+		r.lv.awaiting = false
+	}
 	r.mu.Unlock()
 }
 
-// nextPingID returns the gateway's next ping id toward the kubelet (r.mu
+// restartLiveness starts the ping clock over for a new kubelet connection
+// (r.mu held).
+func (r *relay) restartLiveness() {
+	lv := &r.lv
+	lv.awaiting = false
+	lv.lastSent = time.Now()
+	if lv.timer != nil && !lv.stopped {
+		lv.timer.Reset(r.o.KubeletPingInterval)
+	}
+}
+
+// nextPingID returns the gateway's next ping id toward kubelet k (r.mu
 // held): odd, as spdystream's client numbers them, wrapping like its Ping.
-func (r *relay) nextPingID() uint32 {
-	id := r.pingID
-	r.pingID += 2
-	if r.pingID > maxStreamID {
-		r.pingID = 1
+func (r *relay) nextPingID(k *side) uint32 {
+	id := k.pingID
+	k.pingID += 2
+	if k.pingID > maxStreamID {
+		k.pingID = 1
 	}
 	return id
 }

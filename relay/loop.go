@@ -32,7 +32,10 @@ func (e *writeError) Unwrap() error { return e.err }
 // fails. DATA frames are passed on from the read buffer, every complete one
 // already buffered in a single write, with the stream id rewritten in
 // place; control frames go through the relay's stream logic.
-func (r *relay) readLoop(src, dst *side, fromClient bool) error {
+//
+// The client's frames go to the kubelet connection of their stream (dst
+// nil): a batch ends where that connection changes.
+func (r *relay) readLoop(src, to *side, fromClient bool) error {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(src.c.R)
 	defer func() { br.Reset(nil); readers.Put(br) }()
@@ -60,10 +63,11 @@ func (r *relay) readLoop(src, dst *side, fromClient bool) error {
 			}
 			continue
 		}
+		dst := to
 		if n > bufSize {
 			// Larger than the buffer (no port-forward peer writes these):
 			// pass the header, then stream the payload through.
-			if err := r.largeData(br, dst, n, fromClient); err != nil {
+			if err := r.largeData(br, src, dst, n, fromClient); err != nil {
 				return err
 			}
 			continue
@@ -78,15 +82,21 @@ func (r *relay) readLoop(src, dst *side, fromClient bool) error {
 			if end+m > len(avail) {
 				break
 			}
-			if !r.data(avail[end:end+m], avail[end+headerLen:end+m], fromClient) {
+			v := r.data(src, avail[end:end+m], avail[end+headerLen:end+m], fromClient, &dst)
+			if v == dataDrop {
 				skip = m
+				break
+			}
+			if v == dataNextBatch {
 				break
 			}
 			end += m
 		}
 		if end > 0 {
 			if err := dst.write(avail[:end]); err != nil {
-				return &writeError{dst, err}
+				if err := r.writeFailed(dst, err); err != nil {
+					return err
+				}
 			}
 		}
 		_, _ = br.Discard(end + skip)
@@ -94,21 +104,27 @@ func (r *relay) readLoop(src, dst *side, fromClient bool) error {
 }
 
 // largeData relays one DATA frame bigger than the read buffer.
-func (r *relay) largeData(br *bufio.Reader, dst *side, n int, fromClient bool) error {
+func (r *relay) largeData(br *bufio.Reader, src, dst *side, n int, fromClient bool) error {
 	var h [headerLen]byte
 	p, _ := br.Peek(headerLen)
 	copy(h[:], p)
 	_, _ = br.Discard(headerLen)
-	if !r.data(h[:], nil, fromClient) {
+	if r.data(src, h[:], nil, fromClient, &dst) != dataRelay {
 		_, err := br.Discard(n - headerLen)
 		return unexpected(err)
 	}
 	dst.wmu.Lock()
-	defer dst.wmu.Unlock()
 	if _, err := dst.c.W.Write(h[:]); err != nil {
-		return &writeError{dst, err}
+		dst.wmu.Unlock()
+		if err := r.writeFailed(dst, err); err != nil {
+			return err
+		}
+		_, err := br.Discard(n - headerLen)
+		return unexpected(err)
 	}
-	if _, err := io.CopyN(dst.c.W, br, int64(n-headerLen)); err != nil {
+	_, err := io.CopyN(dst.c.W, br, int64(n-headerLen))
+	dst.wmu.Unlock()
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return io.ErrUnexpectedEOF
 		}
@@ -124,23 +140,41 @@ func unexpected(err error) error {
 	return err
 }
 
+// What data says of a DATA frame.
+const (
+	dataRelay     = iota
+	dataDrop      // unknown or gateway-owned stream
+	dataNextBatch // another kubelet connection than the batch's: not consumed
+)
+
 // data does the bookkeeping for one DATA frame (h is its header, payload
-// whatever of its payload is at hand) and rewrites its stream id for the
-// other side. It returns false when the frame must be dropped: its stream
-// is unknown (gone, as spdystream ignores such frames) or owned by the
-// gateway.
-func (r *relay) data(h, payload []byte, fromClient bool) bool {
+// whatever of its payload is at hand) read from src and rewrites its
+// stream id for the other side. It drops the frame when its stream is
+// unknown (gone, as spdystream ignores such frames) or owned by the
+// gateway. A client frame goes to its stream's kubelet connection: *dst,
+// set by the batch's first frame.
+func (r *relay) data(src *side, h, payload []byte, fromClient bool, dst **side) int {
 	id := dataStreamID(h)
 	r.mu.Lock()
 	var st *stream
 	if fromClient {
 		st = r.byClient[id]
 	} else {
-		st = r.byKubelet[id]
+		st = src.streams[id]
 	}
 	if st == nil || st.kid == 0 {
 		r.mu.Unlock()
-		return false
+		return dataDrop
+	}
+	if fromClient {
+		switch *dst {
+		case nil:
+			*dst = st.k
+		case st.k:
+		default:
+			r.mu.Unlock()
+			return dataNextBatch
+		}
 	}
 	to := st.cid
 	if fromClient {
@@ -162,6 +196,11 @@ func (r *relay) data(h, payload []byte, fromClient bool) bool {
 		case st == p.errS && !fromClient && len(p.msg) < MaxMessage:
 			p.msg = append(p.msg, payload[:min(len(payload), MaxMessage-len(p.msg))]...)
 		}
+		if st == p.errS && !fromClient && n > 0 && r.o.ResetKubeletErrors && frameFlags(h)&flagFin == 0 {
+			// Kept for the Record only; the kubelet's resets follow.
+			r.mu.Unlock()
+			return dataDrop
+		}
 	}
 	ended := false
 	if frameFlags(h)&flagFin != 0 {
@@ -171,5 +210,5 @@ func (r *relay) data(h, payload []byte, fromClient bool) bool {
 	if ended {
 		r.emit()
 	}
-	return true
+	return dataRelay
 }

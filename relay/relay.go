@@ -16,6 +16,7 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -69,6 +70,9 @@ type Options struct {
 	KubeletPingTimeout time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// Reconnect, if Redial is set, keeps the client's session when the
+	// kubelet connection dies (redial.go); nil ends the session with it.
+	Reconnect
 }
 
 // End says why Run returned.
@@ -79,6 +83,9 @@ type End struct {
 	Err error
 	// Protocol is set when the end was a malformed frame.
 	Protocol bool
+	// KubeletLosses counts kubelet connections lost while the session went
+	// on, Reconnects the replacements dialed (Options.Redial).
+	KubeletLosses, Reconnects int
 }
 
 // Conn is one side of a relay.
@@ -96,6 +103,8 @@ type Conn struct {
 	Close func() error
 	// SetWriteDeadline, if set, bounds the parting GOAWAY write.
 	SetWriteDeadline func(time.Time) error
+	// Node names a kubelet side's node in the messages to the client.
+	Node string
 }
 
 // side is one of the relay's two connections.
@@ -106,6 +115,18 @@ type side struct {
 
 	wmu sync.Mutex // orders writes; encoding happens under it too
 	enc storedEncoder
+
+	// Kubelet sides only, guarded by relay.mu: each kubelet connection is
+	// its own id space, so a replacement starts again at 1.
+	streams map[uint32]*stream // by kubelet-side id
+	nextKID uint32
+	pingID  uint32 // the gateway's next ping id on this connection (odd)
+	lost    bool   // the connection is gone; its streams were ended
+	cause   error  // why the gateway closed it (ping timeout, failed write)
+}
+
+func newKubeletSide(c Conn) *side {
+	return &side{name: "kubelet", c: c, dec: newDecoder(), streams: map[uint32]*stream{}, nextKID: 1, pingID: 1}
 }
 
 // write sends b whole under the side's write lock.
@@ -146,15 +167,17 @@ func newRelay(client, kubelet Conn, o Options) *relay {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Reconnect = o.Reconnect.withDefaults()
+	stopCtx, stop := context.WithCancel(context.Background())
 	return &relay{
-		o:         o,
-		client:    &side{name: "client", c: client, dec: newDecoder()},
-		kubelet:   &side{name: "kubelet", c: kubelet, dec: newDecoder()},
-		byClient:  map[uint32]*stream{},
-		byKubelet: map[uint32]*stream{},
-		pairs:     map[string]*pair{},
-		nextKID:   1,
-		pingID:    1,
+		o:        o,
+		client:   &side{name: "client", c: client, dec: newDecoder()},
+		kubelet:  newKubeletSide(kubelet),
+		byClient: map[uint32]*stream{},
+		pairs:    map[string]*pair{},
+		kdone:    make(chan result, 1),
+		stopCtx:  stopCtx,
+		stopDial: stop,
 	}
 }
 
@@ -164,16 +187,28 @@ type result struct {
 }
 
 func (r *relay) run() End {
-	done := make(chan result, 2)
-	go func() { done <- result{r.client, r.readLoop(r.client, r.kubelet, true)} }()
-	go func() { done <- result{r.kubelet, r.readLoop(r.kubelet, r.client, false)} }()
+	cdone := make(chan result, 1)
+	go func() { cdone <- result{r.client, r.readLoop(r.client, nil, true)} }()
+	r.kwg.Add(1)
+	go r.serveKubelet(r.kubelet)
 	r.startLiveness()
-	first := <-done
+	var first result
+	clientEnded := false
+	select {
+	case first = <-cdone:
+		clientEnded = true
+	case first = <-r.kdone:
+	}
+	r.mu.Lock()
+	r.ending = true // no more kubelet replacements
+	kubelet, kubeletLost := r.kubelet, r.kubelet.lost
+	r.mu.Unlock()
+	r.stopDial()
 	// Whichever reader ended first, a ping timeout is why the session ends:
 	// it closed the kubelet connection.
 	pingExpired := r.stopLiveness()
 	if pingExpired {
-		first = result{r.kubelet, r.pingTimeoutErr()}
+		first = result{kubelet, r.pingTimeoutErr()}
 	}
 
 	var gone Outcome
@@ -189,26 +224,51 @@ func (r *relay) run() End {
 	}
 	// A GOAWAY is passed on as the peer would have received it directly.
 	if errors.Is(first.err, errGoAway) {
-		other := r.kubelet
+		other := kubelet
 		lastGood := uint32(0) // the gateway accepts no kubelet-initiated streams
-		if first.by == r.kubelet {
+		if first.by != r.client {
 			other = r.client
 			r.mu.Lock()
 			lastGood = r.lastCID
 			r.mu.Unlock()
 		}
-		r.goAway(other, lastGood)
+		if other == r.client || !kubeletLost {
+			r.goAway(other, lastGood)
+		}
 	}
 	_ = r.client.c.Close()
-	_ = r.kubelet.c.Close()
-	<-done
+	_ = kubelet.c.Close()
+	if !clientEnded {
+		<-cdone
+	}
+	r.dialWG.Wait()
+	r.kwg.Wait()
 	r.finishAll(gone)
 
 	end := End{By: first.by.name, Protocol: isProto}
+	r.mu.Lock()
+	end.KubeletLosses, end.Reconnects = r.losses, r.reconnects
+	r.mu.Unlock()
 	if !errors.Is(first.err, errGoAway) && !isClosed(first.err) {
 		end.Err = first.err
 	}
 	return end
+}
+
+// serveKubelet reads one kubelet connection until it ends, which ends the
+// session unless Options.Redial can replace the connection.
+func (r *relay) serveKubelet(k *side) {
+	defer r.kwg.Done()
+	err := r.readLoop(k, r.client, false)
+	var we *writeError
+	if r.o.Redial == nil || (errors.As(err, &we) && we.to == r.client) {
+		select {
+		case r.kdone <- result{k, err}:
+		default: // the session is ending already
+		}
+		return
+	}
+	r.lose(k, err)
 }
 
 // goAway writes a GOAWAY to s, bounded in time: the peer may not be reading.

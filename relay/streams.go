@@ -1,9 +1,13 @@
 package relay
 
 import (
+	"context"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/moby/spdystream/spdy"
 )
 
 // Port-forward stream headers (k8s.io/api/core/v1: PortHeader, StreamType,
@@ -24,26 +28,43 @@ type relay struct {
 	mu sync.Mutex
 	// The two id spaces: the client's ids are its own, the kubelet-side ids
 	// are the gateway's. They coincide only while nothing was refused.
+	// The kubelet-side ids are per kubelet connection (side.streams).
 	byClient   map[uint32]*stream
-	byKubelet  map[uint32]*stream
 	pairs      map[string]*pair // pairing by requestID, while a pair is open
 	live       map[*pair]struct{}
 	nextCID    uint32 // the lowest id the client may open next (spdystream's rule)
 	lastCID    uint32 // the highest client id accepted, for GOAWAY
-	nextKID    uint32
-	pingID     uint32 // the gateway's next ping id toward the kubelet (odd)
 	lastMirror time.Time
 	lv         liveness
 	closing    bool
 	ended      []Record
+
+	// Kubelet replacement (redial.go). kubelet is the current connection;
+	// it changes only under mu.
+	ending     bool            // the session is ending: replace nothing
+	kdone      chan result     // a kubelet reader whose end ends the session
+	kwg        sync.WaitGroup  // kubelet readers
+	dialWG     sync.WaitGroup  // the redial goroutine
+	stopCtx    context.Context // cancelled when the session ends
+	stopDial   context.CancelFunc
+	dialing    bool
+	waiting    []*stream // client streams waiting for a new kubelet connection
+	backoff    time.Duration
+	losses     int
+	reconnects int
 }
 
 // stream is one SPDY stream as both sides know it.
 type stream struct {
 	cid uint32
-	// kid is the kubelet-side id; 0 when the stream never reached the
-	// kubelet, or no longer does (refused by the gateway).
-	kid  uint32
+	// kid is the kubelet-side id on connection k; 0 when the stream never
+	// reached the kubelet, or no longer does (refused by the gateway, or
+	// waiting for a new kubelet connection).
+	kid uint32
+	k   *side
+	// A stream waiting for a new kubelet connection keeps its SYN_STREAM.
+	syn  *spdy.SynStreamFrame
+	h    http.Header
 	kind string
 	p    *pair // nil for a duplicate stream, which belongs to no pair
 
@@ -133,8 +154,8 @@ func (r *relay) remove(st *stream) bool {
 	if r.byClient[st.cid] == st {
 		delete(r.byClient, st.cid)
 	}
-	if st.kid != 0 && r.byKubelet[st.kid] == st {
-		delete(r.byKubelet, st.kid)
+	if st.kid != 0 && st.k.streams[st.kid] == st {
+		delete(st.k.streams, st.kid)
 	}
 	if st.timer != nil {
 		st.timer.Stop()
@@ -250,7 +271,7 @@ func (r *relay) allStreams() map[*stream]struct{} {
 	for _, st := range r.byClient {
 		all[st] = struct{}{}
 	}
-	for _, st := range r.byKubelet {
+	for _, st := range r.kubelet.streams {
 		all[st] = struct{}{}
 	}
 	return all

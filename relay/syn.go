@@ -68,7 +68,7 @@ func (r *relay) clientSyn(f *spdy.SynStreamFrame, o *outbox) {
 		}
 	}
 
-	limit := len(r.byClient) >= r.o.MaxStreams || r.nextKID > maxStreamID
+	limit := len(r.byClient) >= r.o.MaxStreams || r.kubelet.nextKID > maxStreamID
 	var d Decision
 	if !limit && valid && !p.denied && r.o.Decide != nil {
 		d = r.o.Decide(PairInfo{RequestID: reqID, Port: port, StreamType: kind})
@@ -86,9 +86,15 @@ func (r *relay) clientSyn(f *spdy.SynStreamFrame, o *outbox) {
 		return
 	}
 
-	st.kid = r.nextKID
-	r.nextKID += 2
-	r.byKubelet[st.kid] = st
+	if r.kubelet.lost || r.dialing {
+		// No early reply: the client waits for the new connection's.
+		r.wait(st, f, h)
+		return
+	}
+	k := r.kubelet
+	st.kid, st.k = k.nextKID, k
+	k.nextKID += 2
+	k.streams[st.kid] = st
 	if r.o.EarlyReply && valid {
 		// Exact because the kubelet's answer is a function of the headers
 		// checked above; only its silence is left to time.
@@ -96,7 +102,7 @@ func (r *relay) clientSyn(f *spdy.SynStreamFrame, o *outbox) {
 		o.reply(r.client, cid, 0, http.Header{})
 		st.timer = time.AfterFunc(r.o.CreationTimeout, func() { r.replyTimeout(st) })
 	}
-	*o = append(*o, out{to: r.kubelet, syn: f, id: st.kid, h: h})
+	*o = append(*o, out{to: k, syn: f, id: st.kid, h: h})
 }
 
 // deny refuses st (and its pair) for the client. With a message, the
@@ -114,8 +120,10 @@ func (r *relay) deny(p *pair, st *stream, why Outcome, msg string, status uint32
 	// A stream of the pair that already reached the kubelet is withdrawn.
 	for _, s := range []*stream{p.errS, p.dataS} {
 		if s != nil && s.kid != 0 {
-			o.rst(r.kubelet, s.kid, rstCancel)
-			delete(r.byKubelet, s.kid)
+			if !s.k.lost {
+				o.rst(s.k, s.kid, rstCancel)
+			}
+			delete(s.k.streams, s.kid)
 			s.kid = 0
 			if s.timer != nil {
 				s.timer.Stop()
@@ -167,9 +175,13 @@ func (r *relay) pairTimeout(p *pair) {
 		r.mu.Unlock()
 		return
 	}
-	r.failPair(p, &o)
+	if p.open == 0 {
+		r.endPair(p, "") // its streams were reset already (lostPair)
+	} else {
+		r.failPair(p, &o)
+	}
 	r.mu.Unlock()
-	_ = o.send()
+	_ = r.send(o)
 	r.emit()
 }
 
@@ -194,12 +206,12 @@ func (r *relay) replyTimeout(st *stream) {
 			continue
 		}
 		if s.kid != 0 {
-			o.rst(r.kubelet, s.kid, rstCancel)
+			o.rst(s.k, s.kid, rstCancel)
 		}
 		o.rst(r.client, s.cid, rstCancel)
 		r.remove(s)
 	}
 	r.mu.Unlock()
-	_ = o.send()
+	_ = r.send(o)
 	r.emit()
 }

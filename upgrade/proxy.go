@@ -38,6 +38,9 @@ type Proxy struct {
 	Streams *StreamOptions
 	// Liveness configures pings to both peers; the zero value sends none.
 	Liveness Liveness
+	// Reconnect replaces a lost kubelet connection under a live
+	// stream-aware session (redial.go); the zero value ends the session.
+	Reconnect Reconnect
 }
 
 // StreamOptions configure the stream-aware splice.
@@ -51,6 +54,12 @@ type StreamOptions struct {
 // ends s. Every failure before the client's connection is upgraded is a
 // metav1.Status; after it, bytes pass untouched.
 func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Session, target *url.URL, node string) {
+	p.ServeResolved(w, req, s, target, node, nil)
+}
+
+// ServeResolved is Serve for a session whose pod re can resolve again:
+// with Reconnect enabled, a lost kubelet connection is then replaced.
+func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *session.Session, target *url.URL, node string, re Reresolve) {
 	up, err := p.Backend.dial(req.Context(), backendRequest(req, s.Protocol, target, s.Ports))
 	if err != nil {
 		p.fail(w, req, s, node, err)
@@ -103,7 +112,8 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 	}
 	var reason string
 	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
-		reason = p.relay(s, client, clientConn, up.conn, backendR)
+		reason = p.relay(s, client, clientConn, up.conn, backendR,
+			node, p.reconnect(s, req, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion)))
 	} else if err := splice(client, clientConn, up.conn, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
 		reason = err.Error()
 	}
@@ -111,14 +121,15 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 }
 
 // relay runs the stream-aware splice; it returns why the session ended.
-func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader) string {
+func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, rc relay.Reconnect) string {
 	clientSide := relay.Conn{R: client, W: countingWriter{client, s.AddDown}, Close: clientConn.Close}
 	if d, ok := clientConn.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
 	}
 	end := relay.Run(clientSide, relay.Conn{
-		R: backendR, W: countingWriter{backend, s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline,
+		R: backendR, W: countingWriter{backend, s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline, Node: node,
 	}, relay.Options{
+		Reconnect:           rc,
 		EarlyReply:          p.Streams.EarlyReply,
 		CreationTimeout:     p.Streams.CreationTimeout,
 		MaxStreams:          p.Streams.MaxStreams,
@@ -128,6 +139,9 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		KubeletPingInterval: p.Liveness.KubeletPingInterval,
 		KubeletPingTimeout:  p.Liveness.KubeletPingTimeout,
 	})
+	if end.KubeletLosses > 0 {
+		klog.InfoS("Session outlived its kubelet connections", "sessionID", s.ID, "lost", end.KubeletLosses, "reconnects", end.Reconnects)
+	}
 	switch {
 	case end.Err != nil:
 		return fmt.Sprintf("%s connection: %v", end.By, end.Err)

@@ -141,12 +141,7 @@ func Start(o Options) (*Kubelet, error) {
 	if o.StreamCreationTimeout <= 0 {
 		o.StreamCreationTimeout = DefaultStreamCreationTimeout
 	}
-	cfg := o.TLS.Clone()
-	cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	if cfg.MinVersion < tls.VersionTLS12 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	cfg.NextProtos = []string{"http/1.1"}
+	cfg := serverConfig(o.TLS)
 
 	raw, err := net.Listen("tcp", o.Addr)
 	if err != nil {

@@ -27,6 +27,9 @@ func TestLiveness(t *testing.T) {
 	e := newEnv(t, func(o *options.Options) {
 		o.Streams.MetricsPorts = []int{hashPort}
 		o.Liveness.KubeletPingInterval, o.Liveness.KubeletPingTimeout = interval, timeout
+		// The session ending with its kubelet is what is tested here;
+		// faults_test.go tests it going on (--kubelet-reconnect).
+		o.Reconnect.Enabled = false
 	})
 	e.addPod(devcluster.Pod{Name: "frozen", Ports: map[int32]string{hashPort: e.hash.Addr()}})
 	var mu sync.Mutex

@@ -116,6 +116,9 @@ func (e *env) startGateway(tweak func(*options.Options)) {
 	o.Kubelet.ClientCertificate, o.Kubelet.ClientKey, o.Kubelet.CertificateAuthority = f.KubeletClientCert, f.KubeletClientKey, f.CA
 	o.Metrics.BindAddress = "127.0.0.1:0"
 	o.Streams.SpliceMode, o.Streams.EarlyReply = e.path.mode, e.path.early
+	// The direct path cannot outlive its kubelet connection; the
+	// transcripts compare like with like (test/e2e/faults_test.go covers it).
+	o.Reconnect.Enabled = false
 	if tweak != nil {
 		tweak(o)
 	}

@@ -90,10 +90,11 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	pf := &portforward.Handler{
 		Resolvers: map[string]portforward.Resolver{c.opts.Cluster.Name: &res},
-		Proxy:     &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams), Liveness: liveness(c.opts.Liveness)},
-		Sessions:  g.Sessions,
-		Metrics:   m,
-		Policy:    g.policy,
+		Proxy: &upgrade.Proxy{Backend: upgrade.NewBackend(c.backend), Metrics: m, Streams: streamOptions(c.opts.Streams), Liveness: liveness(c.opts.Liveness),
+			Reconnect: reconnect(c.opts.Reconnect)},
+		Sessions: g.Sessions,
+		Metrics:  m,
+		Policy:   g.policy,
 	}
 	handler := router.New(router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,

@@ -24,6 +24,7 @@ type Options struct {
 	Kubelet       KubeletOptions
 	Streams       StreamOptions
 	Liveness      LivenessOptions
+	Reconnect     ReconnectOptions
 	Metrics       MetricsOptions
 	Authorization AuthorizationOptions
 	Audit         AuditOptions
@@ -126,6 +127,7 @@ func NewOptions() *Options {
 			MaxStreamsPerSession: 512,
 		},
 		Liveness:      NewLivenessOptions(),
+		Reconnect:     NewReconnectOptions(),
 		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
 		Authorization: NewAuthorizationOptions(),
 		Audit:         NewAuditOptions(),
@@ -175,6 +177,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntSliceVar(&st.MetricsPorts, "metrics-port-labels", st.MetricsPorts, "Container ports that get their own port label on forwarded-connection metrics; others are labelled \"other\".")
 
 	o.Liveness.AddFlags(fs)
+	o.Reconnect.AddFlags(fs)
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port serving /metrics, /healthz, /readyz and the unauthenticated session admin API (/sessions); keep it on localhost.")
 	o.Authorization.AddFlags(fs)
 	o.Audit.AddFlags(fs)
@@ -251,6 +254,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--metrics-bind-address %q: %v", o.Metrics.BindAddress, err))
 	}
 	errs = append(errs, o.Liveness.Validate()...)
+	errs = append(errs, o.Reconnect.Validate()...)
 	errs = append(errs, o.Authorization.Validate()...)
 	errs = append(errs, o.Audit.Validate()...)
 	errs = append(errs, o.Authn.Validate()...)

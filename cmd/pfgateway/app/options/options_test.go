@@ -26,7 +26,8 @@ func TestDefaultOptions(t *testing.T) {
 			UpgradeTimeout: 30 * time.Second, MaxRedirects: 5,
 		},
 		Streams:       StreamOptions{SpliceMode: "streams", EarlyReply: true, CreationTimeout: 30 * time.Second, MaxStreamsPerSession: 512},
-		Liveness:      NewLivenessOptions(), // pinned in TestLivenessOptions
+		Liveness:      NewLivenessOptions(),  // pinned in TestLivenessOptions
+		Reconnect:     NewReconnectOptions(), // pinned in TestReconnectOptions
 		Metrics:       MetricsOptions{BindAddress: "127.0.0.1:9095"},
 		Authorization: AuthorizationOptions{Mode: "Webhook", WebhookCacheAuthorizedTTL: 10 * time.Second, WebhookCacheUnauthorizedTTL: 10 * time.Second},
 		Audit:         AuditOptions{WebhookInitialBackoff: 10 * time.Second, BufferSize: 10000, Overflow: "drop"},
