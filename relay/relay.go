@@ -69,6 +69,9 @@ type Options struct {
 	KubeletPingTimeout time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// Stop, if set, ends the relay with a message for the client
+	// (Stopper, stop.go).
+	Stop <-chan string
 }
 
 // End says why Run returned.
@@ -168,7 +171,7 @@ func (r *relay) run() End {
 	go func() { done <- result{r.client, r.readLoop(r.client, r.kubelet, true)} }()
 	go func() { done <- result{r.kubelet, r.readLoop(r.kubelet, r.client, false)} }()
 	r.startLiveness()
-	first := <-done
+	first := r.await(done) // or a Stop (stop.go)
 	// Whichever reader ended first, a ping timeout is why the session ends:
 	// it closed the kubelet connection.
 	pingExpired := r.stopLiveness()

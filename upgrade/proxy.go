@@ -94,7 +94,14 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 		}
 		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), conn}, conn
 	}
-	s.Upgraded(closers{clientConn, up.conn})
+	// The stream-aware splice can tell the client why the gateway closes it.
+	var closer io.Closer = closers{clientConn, up.conn}
+	var stop *relay.Stopper
+	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
+		stop = relay.NewStopper(closer)
+		closer = stop
+	}
+	s.Upgraded(closer)
 	// Whatever the kubelet sent after its 101 is read first, so a frame
 	// that began there is relayed whole.
 	var backendR io.Reader = up.conn
@@ -103,7 +110,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 	}
 	var reason string
 	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
-		reason = p.relay(s, client, clientConn, up.conn, backendR)
+		reason = p.relay(s, client, clientConn, up.conn, backendR, stop)
 	} else if err := splice(client, clientConn, up.conn, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
 		reason = err.Error()
 	}
@@ -111,7 +118,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 }
 
 // relay runs the stream-aware splice; it returns why the session ended.
-func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader) string {
+func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, stop *relay.Stopper) string {
 	clientSide := relay.Conn{R: client, W: countingWriter{client, s.AddDown}, Close: clientConn.Close}
 	if d, ok := clientConn.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
@@ -127,6 +134,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		Payload:             s.TrackPayload(),
 		KubeletPingInterval: p.Liveness.KubeletPingInterval,
 		KubeletPingTimeout:  p.Liveness.KubeletPingTimeout,
+		Stop:                stop.C(),
 	})
 	switch {
 	case end.Err != nil:

@@ -1,0 +1,113 @@
+package relay
+
+import (
+	"io"
+	"net/http"
+	"time"
+)
+
+// OutcomeSessionClosed: the gateway ended the session (shutdown, an
+// administrator, a session limit, the pod or node gone) while the pair was
+// open; Record.Message is what the client was told.
+const OutcomeSessionClosed Outcome = "session_closed"
+
+// stopLinger bounds the wait, after a stop's message and GOAWAY, for the
+// client to hang up by itself (client-go closes its connection on the
+// message). Closing a socket with unread bytes sends a TCP RST, which can
+// discard what was still queued for the peer: the message among them.
+const stopLinger = time.Second
+
+// Stopper ends a running relay with a message for the client (Options.Stop).
+// It is the closer a stream-aware session registers (session.Upgraded), so
+// every close the gateway initiates can tell the client why.
+type Stopper struct {
+	ch     chan string
+	closer io.Closer
+}
+
+// NewStopper returns a Stopper whose Close is c's.
+func NewStopper(c io.Closer) *Stopper { return &Stopper{ch: make(chan string, 1), closer: c} }
+
+// CloseWithMessage asks the relay to write msg on the error stream of every
+// forwarded connection still open, send the client a GOAWAY and close both
+// connections. It does not wait: the relay's own goroutine does the
+// writes, bounded in time. Only the first message counts.
+func (s *Stopper) CloseWithMessage(msg string) error {
+	select {
+	case s.ch <- msg:
+	default:
+	}
+	return nil
+}
+
+// Close closes both connections at once, without a message.
+func (s *Stopper) Close() error { return s.closer.Close() }
+
+// C is the channel for Options.Stop; nil for a nil Stopper.
+func (s *Stopper) C() <-chan string {
+	if s == nil {
+		return nil
+	}
+	return s.ch
+}
+
+// await returns the first reader's end, or stops the relay when
+// Options.Stop delivers a message first. The caller closes both sides.
+func (r *relay) await(done chan result) result {
+	select {
+	case first := <-done:
+		return first
+	case msg := <-r.o.Stop:
+		r.stop(msg)
+	}
+	t := time.NewTimer(stopLinger)
+	defer t.Stop()
+	select {
+	case first := <-done:
+		return first
+	case <-t.C:
+		// The reader that has not ended yet ends when run closes both;
+		// done has room for both results, so nothing waits on it.
+		return result{r.client, nil}
+	}
+}
+
+// stop tells the client msg the way the kubelet reports a failed forward:
+// on every open pair, a reply if none was sent yet, the message on its error
+// stream, then both streams reset (client-go's PortForwarder then prints
+// "an error occurred forwarding L -> R: msg" and ends its session); then a
+// GOAWAY. No new stream is accepted from then on.
+func (r *relay) stop(msg string) {
+	// The client may not be reading: bound the writes, and close both
+	// connections if one is still stuck behind a blocked write (a write
+	// that began before the deadline was set may not see it).
+	if r.client.c.SetWriteDeadline != nil {
+		_ = r.client.c.SetWriteDeadline(time.Now().Add(goAwayGrace))
+	}
+	force := time.AfterFunc(2*goAwayGrace, func() {
+		_ = r.client.c.Close()
+		_ = r.kubelet.c.Close()
+	})
+	defer force.Stop()
+
+	var o outbox
+	r.mu.Lock()
+	r.closing = true
+	for p := range r.live {
+		if p.denied {
+			continue // refused already, with its own message or none
+		}
+		p.denied, p.forced, p.denyMsg = true, OutcomeSessionClosed, msg
+		for _, s := range []*stream{p.errS, p.dataS} {
+			if s != nil && !s.replied {
+				s.replied = true
+				o.reply(r.client, s.cid, 0, http.Header{})
+			}
+		}
+		r.failPair(p, &o)
+	}
+	o.raw(r.client, appendGoAway(nil, r.lastCID))
+	r.mu.Unlock()
+	_ = o.send()
+	r.emit()
+}
