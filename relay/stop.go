@@ -11,11 +11,18 @@ import (
 // open; Record.Message is what the client was told.
 const OutcomeSessionClosed Outcome = "session_closed"
 
-// stopLinger bounds the wait, after a stop's message and GOAWAY, for the
-// client to hang up by itself (client-go closes its connection on the
-// message). Closing a socket with unread bytes sends a TCP RST, which can
+// stopLinger bounds the wait, after a stop's messages, for the client to
+// hang up by itself: client-go logs the message ("an error occurred
+// forwarding …") and then closes its connection. A GOAWAY sent at once would
+// race that log (spdystream closes a connection that went away as soon as
+// its last stream is gone, and kubectl then exits with "lost connection to
+// pod"), and closing a socket with unread bytes sends a TCP RST, which can
 // discard what was still queued for the peer: the message among them.
 const stopLinger = time.Second
+
+// stopBound bounds a whole stop: the messages, the linger and the GOAWAY.
+// A client that stopped reading holds it no longer than this.
+const stopBound = goAwayGrace + stopLinger + goAwayGrace
 
 // Stopper ends a running relay with a message for the client (Options.Stop).
 // It is the closer a stream-aware session registers (session.Upgraded), so
@@ -58,38 +65,41 @@ func (r *relay) await(done chan result) result {
 	case first := <-done:
 		return first
 	case msg := <-r.o.Stop:
+		// Bound the writes (the client may not be reading), and close both
+		// connections if one is still stuck behind a blocked write (a write
+		// that began before the deadline was set may not see it).
+		if r.client.c.SetWriteDeadline != nil {
+			_ = r.client.c.SetWriteDeadline(time.Now().Add(stopBound))
+		}
+		force := time.AfterFunc(stopBound, func() {
+			_ = r.client.c.Close()
+			_ = r.kubelet.c.Close()
+		})
+		defer force.Stop()
 		r.stop(msg)
 	}
 	t := time.NewTimer(stopLinger)
 	defer t.Stop()
 	select {
 	case first := <-done:
-		return first
+		return first // the client hung up (or the kubelet did)
 	case <-t.C:
-		// The reader that has not ended yet ends when run closes both;
-		// done has room for both results, so nothing waits on it.
-		return result{r.client, nil}
 	}
+	r.mu.Lock()
+	lastGood := r.lastCID
+	r.mu.Unlock()
+	r.goAway(r.client, lastGood)
+	// The reader that has not ended yet ends when run closes both; done
+	// has room for both results, so nothing waits on it.
+	return result{r.client, nil}
 }
 
 // stop tells the client msg the way the kubelet reports a failed forward:
 // on every open pair, a reply if none was sent yet, the message on its error
-// stream, then both streams reset (client-go's PortForwarder then prints
-// "an error occurred forwarding L -> R: msg" and ends its session); then a
-// GOAWAY. No new stream is accepted from then on.
+// stream, then both streams reset (client-go's PortForwarder then logs
+// "an error occurred forwarding L -> R: msg" and closes its connection).
+// No new stream is accepted from then on.
 func (r *relay) stop(msg string) {
-	// The client may not be reading: bound the writes, and close both
-	// connections if one is still stuck behind a blocked write (a write
-	// that began before the deadline was set may not see it).
-	if r.client.c.SetWriteDeadline != nil {
-		_ = r.client.c.SetWriteDeadline(time.Now().Add(goAwayGrace))
-	}
-	force := time.AfterFunc(2*goAwayGrace, func() {
-		_ = r.client.c.Close()
-		_ = r.kubelet.c.Close()
-	})
-	defer force.Stop()
-
 	var o outbox
 	r.mu.Lock()
 	r.closing = true
@@ -106,7 +116,6 @@ func (r *relay) stop(msg string) {
 		}
 		r.failPair(p, &o)
 	}
-	o.raw(r.client, appendGoAway(nil, r.lastCID))
 	r.mu.Unlock()
 	_ = o.send()
 	r.emit()

@@ -101,7 +101,7 @@ func TestStopIsBoundedWithAClientThatDoesNotRead(t *testing.T) {
 	start := time.Now()
 	_ = stop.CloseWithMessage("pfgateway: the gateway is shutting down")
 	h.waitEnd(10 * time.Second)
-	if d := time.Since(start); d > 2*goAwayGrace+stopLinger+2*time.Second {
+	if d := time.Since(start); d > stopBound+2*time.Second {
 		t.Errorf("the stop took %v", d)
 	}
 }

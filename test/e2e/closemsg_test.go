@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/portforward"
+
+	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
+	"github.com/pfgateway/pfgateway/session"
 )
 
 // liveForward is a session opened with one of client-go's dialers and driven
@@ -74,4 +81,116 @@ func (l *liveForward) expectOpen(t *testing.T, requestID int) {
 	if _, err := transfer(t, p.conn(), 256<<10, 256<<10); err != nil {
 		t.FailNow()
 	}
+}
+
+// TestCloseMessages: a session terminated through the admin API, or closed
+// by the idle timeout, tells the client why on its open forwarded
+// connection's error stream, over SPDY and the WebSocket tunnel; with the
+// opaque splice, which has no streams to write on, it is only closed.
+func TestCloseMessages(t *testing.T) {
+	kinds := []dialerKind{dialSPDY, dialTunnel}
+	t.Run("admin terminate", func(t *testing.T) {
+		e := newEnv(t)
+		for _, kind := range kinds {
+			l := e.openLive(t, kind, "hash")
+			list := e.listSessions(t)
+			if len(list) != 1 {
+				t.Fatalf("%d live sessions, want 1", len(list))
+			}
+			if code, body := e.adminDo(t, http.MethodDelete, "/sessions/"+list[0].ID); code != http.StatusOK {
+				t.Fatalf("DELETE: %d %s", code, body)
+			}
+			l.expectMessage(t, session.MessageTerminated, 10*time.Second)
+			e.waitIdle(t)
+		}
+		e.waitSessions(t, "spdy", "terminated", 1)
+		e.waitSessions(t, "websocket", "terminated", 1)
+	})
+	t.Run("idle timeout", func(t *testing.T) {
+		const idle = time.Second
+		e := newEnv(t, func(o *options.Options) { o.Limits.SessionIdleTimeout = idle })
+		for _, kind := range kinds {
+			l := e.openLive(t, kind, "hash")
+			start := time.Now()
+			l.expectMessage(t, fmt.Sprintf("pfgateway: no traffic in either direction for --session-idle-timeout (%v)", idle), idle+10*time.Second)
+			if d := time.Since(start); d < idle/2 {
+				t.Errorf("%s: closed %v after its last byte, before the %v idle timeout", kind, d, idle)
+			}
+		}
+		e.waitSessions(t, "spdy", "idle_timeout", 1)
+		e.waitSessions(t, "websocket", "idle_timeout", 1)
+	})
+	t.Run("kubectl prints the message", func(t *testing.T) {
+		e := newEnv(t)
+		for _, minor := range []int{30, 33} { // SPDY; the WebSocket tunnel first
+			bin := kubectlBinary(t, minor)
+			addr, run, err := e.kubectlPortForward(t, bin, "hash", hashPort)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, ended := endlessDownload(t, c)
+			select {
+			case <-first:
+			case r := <-ended:
+				t.Fatalf("kubectl 1.%d: the download ended before the termination: %v", minor, r.err)
+			}
+			list := e.listSessions(t)
+			if len(list) != 1 {
+				t.Fatalf("%d live sessions, want 1", len(list))
+			}
+			if code, body := e.adminDo(t, http.MethodDelete, "/sessions/"+list[0].ID); code != http.StatusOK {
+				t.Fatalf("DELETE: %d %s", code, body)
+			}
+			if !run.wait(20 * time.Second) {
+				t.Fatalf("kubectl 1.%d still runs 20s after its session was terminated", minor)
+			}
+			_ = c.Close()
+			want := fmt.Sprintf("an error occurred forwarding %s -> %d: %s", addr[strings.LastIndex(addr, ":")+1:], hashPort, session.MessageTerminated)
+			if out := run.stderr.String(); !strings.Contains(out, want) {
+				t.Errorf("kubectl 1.%d stderr lacks %q:\n%s", minor, want, out)
+			} else {
+				t.Logf("kubectl 1.%d: %s", minor, firstLineWith(out, session.MessageTerminated))
+			}
+			e.waitIdle(t)
+		}
+	})
+	t.Run("opaque splice is only closed", func(t *testing.T) {
+		e := newEnv(t, func(o *options.Options) { o.Streams.SpliceMode = options.SpliceOpaque })
+		l := e.openLive(t, dialSPDY, "hash")
+		list := e.listSessions(t)
+		if len(list) != 1 {
+			t.Fatalf("%d live sessions, want 1", len(list))
+		}
+		if code, body := e.adminDo(t, http.MethodDelete, "/sessions/"+list[0].ID); code != http.StatusOK {
+			t.Fatalf("DELETE: %d %s", code, body)
+		}
+		select {
+		case <-l.conn.CloseChan():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the opaque session is still open after its termination")
+		}
+		select {
+		case r := <-l.open.errText:
+			if r.text != "" {
+				t.Errorf("error stream of the opaque session = %q, want nothing", r.text)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the open forward's error stream did not end with the session")
+		}
+		e.waitSessions(t, "spdy", "terminated", 1)
+	})
+}
+
+// firstLineWith returns the first line of s containing sub.
+func firstLineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
 }
