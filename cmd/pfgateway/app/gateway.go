@@ -211,11 +211,13 @@ func (g *Gateway) shutdown() {
 	// Answers from now on say Connection: close, and idle keep-alive
 	// connections are closed, so clients reconnect (to another replica).
 	g.server.SetKeepAlivesEnabled(false)
-	grace := g.cfg.opts.Serving.ShutdownGracePeriod
-	klog.InfoS("Shutting down", "liveSessions", g.Sessions.Len(), "gracePeriod", grace)
+	grace, delay := g.cfg.opts.Serving.ShutdownGracePeriod, g.cfg.opts.Shutdown.Delay
+	klog.InfoS("Shutting down", "liveSessions", g.Sessions.Len(), "gracePeriod", grace, "delay", delay)
+	open := time.Now().Add(delay)
 	if n := g.Sessions.Drain(grace); n > 0 {
 		klog.InfoS("Closed sessions still open after the grace period", "sessions", n)
 	}
+	time.Sleep(time.Until(open)) // --shutdown-delay-duration
 	// Shutdown closes the listener and waits for ordinary requests; it does
 	// not wait for hijacked connections, which the registry drained.
 	sctx, cancel := context.WithTimeout(context.Background(), requestDrainTimeout)
