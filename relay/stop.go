@@ -65,17 +65,22 @@ func (r *relay) await(done chan result) result {
 	case first := <-done:
 		return first
 	case msg := <-r.o.Stop:
-		// Bound the writes (the client may not be reading), and close both
-		// connections if one is still stuck behind a blocked write (a write
-		// that began before the deadline was set may not see it).
-		if r.client.c.SetWriteDeadline != nil {
-			_ = r.client.c.SetWriteDeadline(time.Now().Add(stopBound))
-		}
+		// Bound the writes (the client may not be reading): a timer closes
+		// both connections if one is still stuck behind a blocked write,
+		// and a write deadline bounds the writes that follow. The deadline
+		// is set under the write lock (gorilla's WebSocket deadline is a
+		// plain field its writer reads), so a write blocked before it is
+		// waited out, until the timer fires.
 		force := time.AfterFunc(stopBound, func() {
 			_ = r.client.c.Close()
 			_ = r.kubelet.c.Close()
 		})
 		defer force.Stop()
+		if r.client.c.SetWriteDeadline != nil {
+			r.client.wmu.Lock()
+			_ = r.client.c.SetWriteDeadline(time.Now().Add(stopBound))
+			r.client.wmu.Unlock()
+		}
 		r.stop(msg)
 	}
 	t := time.NewTimer(stopLinger)
@@ -88,7 +93,7 @@ func (r *relay) await(done chan result) result {
 	r.mu.Lock()
 	lastGood := r.lastCID
 	r.mu.Unlock()
-	r.goAway(r.client, lastGood)
+	_ = r.client.write(appendGoAway(nil, lastGood)) // within the stop's deadline
 	// The reader that has not ended yet ends when run closes both; done
 	// has room for both results, so nothing waits on it.
 	return result{r.client, nil}
