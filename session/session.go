@@ -55,7 +55,7 @@ type Session struct {
 	closer           io.Closer
 	closedByRegistry bool
 	terminatedBy     string          // who terminated it through the admin API; "": nobody
-	closedOutcome    metrics.Outcome // why the registry closed it; empty: shutdown
+	closedOutcome    metrics.Outcome // why the registry closed it (ForceClose)
 	closedReason     string
 	closeMsg         string    // what the client is told (close.go)
 	podUID           types.UID // the pod the session was resolved to (close.go)
@@ -210,14 +210,15 @@ func (r *Registry) remove(s *Session) {
 	}
 }
 
-// drainCloseWait bounds Drain's wait for the sessions it closed: their
-// message is written within a second (relay.Stopper), and a client that does
-// not hang up then is given another (the relay's stop linger).
+// drainCloseWait bounds Drain's wait for the sessions it closed: a relay's
+// stop (message, a second for the client to hang up, GOAWAY) takes at most
+// 3 s, even with a client that does not read.
 const drainCloseWait = 5 * time.Second
 
 // Drain refuses new sessions, waits up to grace for live ones to end by
 // themselves, then closes the rest with MessageShutdown and waits up to
-// drainCloseWait for them to finish their bookkeeping. It returns the number of sessions it closed.
+// drainCloseWait for them to finish their bookkeeping. It returns the
+// number of sessions it closed.
 func (r *Registry) Drain(grace time.Duration) int {
 	r.mu.Lock()
 	r.draining = true
