@@ -73,10 +73,13 @@ func (w *Watcher) SessionStarted(s *session.Session) {
 		w.nodes[node][s] = struct{}{}
 	}
 	why, dead := pw.deadReason(uid)
-	// A list not yet begun covers the session: it began after its resolve.
-	// Once one has, events after it are seen, but a change between the
-	// session's resolve and that list is not: one GET closes the gap.
-	check := !dead && pw.listStarted && uid != ""
+	// A list not yet begun covers the session: it begins after its resolve.
+	// A session that began (and so resolved) after the last list answered
+	// is covered by the watch's events since, or by the next list if the
+	// watch broke. Left is a session that began before a list that has
+	// begun: a change between its resolve and that list is in no event,
+	// and one GET closes the gap.
+	check := !dead && uid != "" && pw.listStarted && (pw.listing || !pw.listDone.Before(s.Start))
 	w.mu.Unlock()
 
 	if start {

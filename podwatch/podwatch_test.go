@@ -39,7 +39,7 @@ type fixture struct {
 	lists   map[string]int
 	watched chan string
 	seen    map[string]int // watches noticed while waiting for another
-	getHook func()         // runs inside a GET, before it answers
+	gets    int            // GET requests
 }
 
 func pod(name string, uid types.UID) *corev1.Pod {
@@ -74,9 +74,9 @@ func newFixture(t *testing.T, pods ...runtime.Object) *fixture {
 		return false, nil, nil
 	})
 	f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-		if f.getHook != nil {
-			f.getHook()
-		}
+		f.mu.Lock()
+		f.gets++
+		f.mu.Unlock()
 		return false, nil, nil
 	})
 	f.reg = session.NewRegistry(metrics.New(prometheus.NewRegistry()))
@@ -88,7 +88,13 @@ func newFixture(t *testing.T, pods ...runtime.Object) *fixture {
 
 // start begins and splices a session to pod name of uid on node-1.
 func (f *fixture) start(name string, uid types.UID) (*session.Session, *msgCloser) {
-	s, err := f.reg.Begin(&session.Session{Cluster: "c1", Namespace: "default", Pod: name, Protocol: metrics.ProtocolSPDY})
+	return f.startAt(name, uid, time.Time{})
+}
+
+// startAt is start for a session that began (and resolved its pod) at
+// began; zero is now.
+func (f *fixture) startAt(name string, uid types.UID, began time.Time) (*session.Session, *msgCloser) {
+	s, err := f.reg.Begin(&session.Session{Cluster: "c1", Namespace: "default", Pod: name, Protocol: metrics.ProtocolSPDY, Start: began})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -234,9 +240,11 @@ func TestListDecidesForSessionsThatBeganBeforeIt(t *testing.T) {
 }
 
 // A session that joins a running watch may have resolved the pod before a
-// change the watch's list already reflects: its own GET decides.
+// change the watch's list already reflects: its own GET decides. One that
+// began after the list answered is covered by the watch's events: no GET.
 func TestLateSessionIsCheckedByItsOwnGet(t *testing.T) {
 	f := newFixture(t, pod("a", "ua"))
+	began := time.Now()
 	_, first := f.start("a", "ua")
 	f.waitWatch("a")
 	// The pod is replaced between the late session's resolve (uid ua) and
@@ -249,9 +257,17 @@ func TestLateSessionIsCheckedByItsOwnGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, cur := f.start("a", "ub") // resolved the new pod: stays
-	_, stale := f.start("a", "uc")
+	// Began before the watch's list, resolved uid uc, which a pod of the
+	// same name has since replaced in no event the watch saw.
+	_, stale := f.startAt("a", "uc", began)
 	expectMessage(t, stale, "pfgateway: pod default/a was deleted and replaced by a new pod of the same name")
 	expectOpen(t, cur)
+	f.mu.Lock()
+	gets := f.gets
+	f.mu.Unlock()
+	if gets != 1 {
+		t.Errorf("%d GETs, want 1 (the stale session's; the others are covered by the list or the watch)", gets)
+	}
 }
 
 func TestNodeDeletedEndsTheSessionsOnIt(t *testing.T) {

@@ -58,10 +58,12 @@ const maxDead = 16
 type podWatch struct {
 	key      podKey
 	sessions map[*session.Session]types.UID // the pod UID each resolved to
-	// listStarted: a list has begun; sessions that join later are
-	// checked by a GET of their own.
-	listStarted bool
-	dead        []deadUID // UIDs known gone, oldest first
+	// listStarted: a list has begun. listing: one is in flight.
+	// listDone: when the last one answered; the watch has followed every
+	// change since (or a list will come again, covering who joined).
+	listStarted, listing bool
+	listDone             time.Time
+	dead                 []deadUID // UIDs known gone, oldest first
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -148,7 +150,7 @@ func (pw *podWatch) selector() string {
 // resourceVersion to watch from.
 func (w *Watcher) list(pw *podWatch) (string, error) {
 	w.mu.Lock()
-	pw.listStarted = true
+	pw.listStarted, pw.listing = true, true
 	covered := make(map[*session.Session]types.UID, len(pw.sessions))
 	for s, uid := range pw.sessions {
 		covered[s] = uid
@@ -158,7 +160,11 @@ func (w *Watcher) list(pw *podWatch) (string, error) {
 	ctx, cancel := context.WithTimeout(pw.ctx, w.o.RequestTimeout)
 	defer cancel()
 	l, err := w.client.CoreV1().Pods(pw.key.namespace).List(ctx, metav1.ListOptions{FieldSelector: pw.selector()})
+	done := time.Now()
 	if err != nil {
+		w.mu.Lock()
+		pw.listing = false
+		w.mu.Unlock()
 		return "", err
 	}
 	var pod *corev1.Pod
@@ -168,6 +174,7 @@ func (w *Watcher) list(pw *podWatch) (string, error) {
 		}
 	}
 	w.mu.Lock()
+	pw.listing, pw.listDone = false, done
 	var gones []gone
 	var victims []*session.Session
 	for s, uid := range covered {
