@@ -98,6 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	s.SetNode(target.Node)
+	s.SetPodUID(target.UID)
 	if !h.admit(w, req, s, target) {
 		return
 	}

@@ -49,6 +49,7 @@ var Outcomes = []Outcome{
 	OutcomeClientClosed, OutcomePodClosed, OutcomeClientReset, OutcomeKubeletReset,
 	OutcomeKubeletRefused, OutcomeKubeletError, OutcomeDuplicateRequest, OutcomeCreationTimeout,
 	OutcomeRefused, OutcomeGatewayLimit, OutcomeClientGone, OutcomeKubeletGone, OutcomeProtocolError,
+	OutcomeSessionClosed,
 }
 
 // MaxMessage bounds the error-stream text kept in a Record.

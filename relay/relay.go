@@ -73,6 +73,9 @@ type Options struct {
 	// Reconnect, if Redial is set, keeps the client's session when the
 	// kubelet connection dies (redial.go); nil ends the session with it.
 	Reconnect
+	// Stop, if set, ends the relay with a message for the client
+	// (Stopper, stop.go).
+	Stop <-chan string
 }
 
 // End says why Run returned.
@@ -192,13 +195,7 @@ func (r *relay) run() End {
 	r.kwg.Add(1)
 	go r.serveKubelet(r.kubelet)
 	r.startLiveness()
-	var first result
-	clientEnded := false
-	select {
-	case first = <-cdone:
-		clientEnded = true
-	case first = <-r.kdone:
-	}
+	first, clientEnded := r.await(cdone) // or a Stop (stop.go)
 	r.mu.Lock()
 	r.ending = true // no more kubelet replacements
 	kubelet, kubeletLost := r.kubelet, r.kubelet.lost

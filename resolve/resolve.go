@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 )
@@ -30,6 +31,8 @@ const DefaultKubeletPort = 10250
 // Target is where a port-forward request goes.
 type Target struct {
 	Node string
+	// UID is the pod's, for the pod watch (package podwatch).
+	UID types.UID
 	// Labels are the pod's labels, for the gateway policy's pod selectors.
 	Labels map[string]string
 	// URL is https://{address}:{port}/portForward/{ns}/{pod}, without query.
@@ -77,6 +80,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, name string) (*Target
 	}
 	return &Target{
 		Node:   node.Name,
+		UID:    pod.UID,
 		Labels: pod.Labels,
 		URL: &url.URL{
 			Scheme: "https",

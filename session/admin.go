@@ -101,10 +101,7 @@ func (r *Registry) Terminate(id, by string) error {
 	if s.terminatedBy == "" {
 		s.terminatedBy = by
 	}
-	c := s.closer
 	s.mu.Unlock()
-	if c != nil {
-		_ = c.Close()
-	}
+	s.ForceClose(metrics.OutcomeTerminated, "terminated through the admin API by "+by, MessageTerminated)
 	return nil
 }

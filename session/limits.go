@@ -201,18 +201,7 @@ func (s *Session) expired(now time.Time) (metrics.Outcome, string) {
 // closeBy ends a spliced session from the gateway's side, recording why, so
 // End reports outcome instead of what the splice saw (a closed connection).
 func (s *Session) closeBy(o metrics.Outcome, reason string) {
-	s.mu.Lock()
-	if s.closedByRegistry {
-		s.mu.Unlock()
-		return
-	}
-	s.closedByRegistry = true
-	s.closedOutcome, s.closedReason = o, reason
-	c := s.closer
-	s.mu.Unlock()
-	if c != nil {
-		_ = c.Close()
-	}
+	s.ForceClose(o, reason, "pfgateway: "+reason)
 }
 
 // TrackPayload returns the counter the stream-aware splice adds forwarded

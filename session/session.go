@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	"github.com/pfgateway/pfgateway/metrics"
@@ -57,8 +58,10 @@ type Session struct {
 	closer           io.Closer
 	closedByRegistry bool
 	terminatedBy     string          // who terminated it through the admin API; "": nobody
-	closedOutcome    metrics.Outcome // why the registry closed it; empty: shutdown
+	closedOutcome    metrics.Outcome // why the registry closed it (ForceClose)
 	closedReason     string
+	closeMsg         string    // what the client is told (close.go)
+	podUID           types.UID // the pod the session was resolved to (close.go)
 
 	lim limits        // fixed by Begin (userlimits.go)
 	fwd *forwardLimit // set by LimitForwards; nil: no limit
@@ -91,7 +94,7 @@ func (s *Session) Upgraded(c io.Closer) {
 		o.SessionStarted(s)
 	}
 	if closeNow {
-		_ = c.Close()
+		closeWith(c, s.closeMessage())
 	}
 }
 
@@ -215,9 +218,15 @@ func (r *Registry) remove(s *Session) {
 	}
 }
 
+// drainCloseWait bounds Drain's wait for the sessions it closed: a relay's
+// stop (message, a second for the client to hang up, GOAWAY) takes at most
+// 3 s, even with a client that does not read.
+const drainCloseWait = 5 * time.Second
+
 // Drain refuses new sessions, waits up to grace for live ones to end by
-// themselves, then closes the rest and waits up to a further second for them
-// to finish their bookkeeping. It returns the number of sessions it closed.
+// themselves, then closes the rest with MessageShutdown and waits up to
+// drainCloseWait for them to finish their bookkeeping. It returns the
+// number of sessions it closed.
 func (r *Registry) Drain(grace time.Duration) int {
 	r.mu.Lock()
 	r.draining = true
@@ -244,17 +253,12 @@ func (r *Registry) Drain(grace time.Duration) int {
 	}
 	r.mu.Unlock()
 	for _, s := range victims {
-		s.mu.Lock()
-		s.closedByRegistry = true
-		c := s.closer
-		s.mu.Unlock()
-		if c != nil {
-			_ = c.Close()
-		}
+		// In parallel: an opaque splice's close may wait on a peer.
+		go s.ForceClose(metrics.OutcomeClosedByGateway, "the gateway shut down after --shutdown-grace-period", MessageShutdown)
 	}
 	select {
 	case <-idle:
-	case <-time.After(time.Second):
+	case <-time.After(drainCloseWait):
 	}
 	return len(victims)
 }

@@ -103,7 +103,14 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 		}
 		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), conn}, conn
 	}
-	s.Upgraded(closers{clientConn, up.conn})
+	// The stream-aware splice can tell the client why the gateway closes it.
+	var closer io.Closer = closers{clientConn, up.conn}
+	var stop *relay.Stopper
+	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
+		stop = relay.NewStopper(closer)
+		closer = stop
+	}
+	s.Upgraded(closer)
 	// Whatever the kubelet sent after its 101 is read first, so a frame
 	// that began there is relayed whole.
 	var backendR io.Reader = up.conn
@@ -113,7 +120,7 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 	var reason string
 	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
 		reason = p.relay(s, client, clientConn, up.conn, backendR,
-			node, p.reconnect(s, req, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion)))
+			node, p.reconnect(s, req, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion)), stop)
 	} else if err := splice(client, clientConn, up.conn, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
 		reason = err.Error()
 	}
@@ -121,7 +128,7 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 }
 
 // relay runs the stream-aware splice; it returns why the session ended.
-func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, rc relay.Reconnect) string {
+func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, rc relay.Reconnect, stop *relay.Stopper) string {
 	clientSide := relay.Conn{R: client, W: countingWriter{client, s.AddDown}, Close: clientConn.Close}
 	if d, ok := clientConn.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
@@ -138,6 +145,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		Payload:             s.TrackPayload(),
 		KubeletPingInterval: p.Liveness.KubeletPingInterval,
 		KubeletPingTimeout:  p.Liveness.KubeletPingTimeout,
+		Stop:                stop.C(),
 	})
 	if end.KubeletLosses > 0 {
 		klog.InfoS("Session outlived its kubelet connections", "sessionID", s.ID, "lost", end.KubeletLosses, "reconnects", end.Reconnects)

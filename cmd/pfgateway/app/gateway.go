@@ -23,6 +23,7 @@ import (
 	"github.com/pfgateway/pfgateway/authn"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/podwatch"
 	"github.com/pfgateway/pfgateway/policy"
 	"github.com/pfgateway/pfgateway/portforward"
 	"github.com/pfgateway/pfgateway/router"
@@ -32,6 +33,10 @@ import (
 
 // cacheSyncTimeout bounds the wait for the node informer at start.
 const cacheSyncTimeout = 60 * time.Second
+
+// requestDrainTimeout bounds the wait for ordinary requests at the end of
+// the drain.
+const requestDrainTimeout = 5 * time.Second
 
 // certReloadPeriod is how often the serving certificate files are checked.
 const certReloadPeriod = 30 * time.Second
@@ -84,6 +89,12 @@ func New(c *completedConfig) (*Gateway, error) {
 	}
 	if g.audit != nil {
 		g.Sessions.SetObserver(g.audit)
+	}
+	// One pod watcher per cluster ends sessions whose pod or node is gone.
+	pods := podwatch.New(client, c.opts.Cluster.Name, podwatch.Options{})
+	g.Sessions.AddObserver(pods)
+	if err := pods.WatchNodes(g.informers.Core().V1().Nodes().Informer()); err != nil {
+		return nil, err
 	}
 	if g.policy, err = newPolicy(c.opts, g.Registry); err != nil {
 		return nil, err
@@ -149,8 +160,7 @@ func (g *Gateway) adminHandler() http.Handler {
 	return mux
 }
 
-// Run serves until ctx ends, then drains: /readyz fails, the listener
-// closes, live sessions get the grace period, the rest are closed.
+// Run serves until ctx ends, then drains (shutdown).
 func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -191,19 +201,29 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return err
 }
 
+// shutdown drains: /readyz fails at once; the listener stays open while
+// live sessions run for the grace period, answering new port-forward
+// requests with a 503 Status (so clients and load balancers go to another
+// replica instead of meeting a refused connection) and still serving
+// read-only calls; then the sessions left are closed with a message, and
+// only then is the listener closed.
 func (g *Gateway) shutdown() {
 	g.draining.Store(true)
-	grace := g.cfg.opts.Serving.ShutdownGracePeriod
-	klog.InfoS("Shutting down", "liveSessions", g.Sessions.Len(), "gracePeriod", grace)
-	deadline := time.Now().Add(grace)
-	sctx, cancel := context.WithDeadline(context.Background(), deadline)
-	// Shutdown closes the listener and waits for ordinary requests; it does
-	// not wait for hijacked connections, which the session registry drains.
-	_ = g.server.Shutdown(sctx)
-	cancel()
-	if n := g.Sessions.Drain(time.Until(deadline)); n > 0 {
+	// Answers from now on say Connection: close, and idle keep-alive
+	// connections are closed, so clients reconnect (to another replica).
+	g.server.SetKeepAlivesEnabled(false)
+	grace, delay := g.cfg.opts.Serving.ShutdownGracePeriod, g.cfg.opts.Shutdown.Delay
+	klog.InfoS("Shutting down", "liveSessions", g.Sessions.Len(), "gracePeriod", grace, "delay", delay)
+	open := time.Now().Add(delay)
+	if n := g.Sessions.Drain(grace); n > 0 {
 		klog.InfoS("Closed sessions still open after the grace period", "sessions", n)
 	}
+	time.Sleep(time.Until(open)) // --shutdown-delay-duration
+	// Shutdown closes the listener and waits for ordinary requests; it does
+	// not wait for hijacked connections, which the registry drained.
+	sctx, cancel := context.WithTimeout(context.Background(), requestDrainTimeout)
+	_ = g.server.Shutdown(sctx)
+	cancel()
 	// Every session has ended and enqueued its events: flush them.
 	actx, acancel := context.WithTimeout(context.Background(), auditFlushTimeout)
 	g.audit.Close(actx)

@@ -31,6 +31,7 @@ type Options struct {
 	Authn         AuthenticationOptions
 	Policy        PolicyOptions
 	Limits        LimitsOptions
+	Shutdown      ShutdownOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -134,6 +135,7 @@ func NewOptions() *Options {
 		Authn:         NewAuthenticationOptions(),
 		Policy:        NewPolicyOptions(),
 		Limits:        NewLimitsOptions(),
+		Shutdown:      NewShutdownOptions(),
 	}
 }
 
@@ -184,6 +186,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Authn.AddFlags(fs)
 	o.Policy.AddFlags(fs)
 	o.Limits.AddFlags(fs)
+	o.Shutdown.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -260,6 +263,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Authn.Validate()...)
 	errs = append(errs, o.Policy.Validate()...)
 	errs = append(errs, o.Limits.Validate()...)
+	errs = append(errs, o.Shutdown.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

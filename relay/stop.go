@@ -1,0 +1,134 @@
+package relay
+
+import (
+	"io"
+	"net/http"
+	"time"
+)
+
+// OutcomeSessionClosed: the gateway ended the session (shutdown, an
+// administrator, a session limit, the pod or node gone) while the pair was
+// open; Record.Message is what the client was told.
+const OutcomeSessionClosed Outcome = "session_closed"
+
+// stopLinger bounds the wait, after a stop's messages, for the client to
+// hang up by itself: client-go logs the message ("an error occurred
+// forwarding …") and then closes its connection. A GOAWAY sent at once would
+// race that log (spdystream closes a connection that went away as soon as
+// its last stream is gone, and kubectl then exits with "lost connection to
+// pod"), and closing a socket with unread bytes sends a TCP RST, which can
+// discard what was still queued for the peer: the message among them.
+const stopLinger = time.Second
+
+// stopBound bounds a whole stop: the messages, the linger and the GOAWAY.
+// A client that stopped reading holds it no longer than this.
+const stopBound = goAwayGrace + stopLinger + goAwayGrace
+
+// Stopper ends a running relay with a message for the client (Options.Stop).
+// It is the closer a stream-aware session registers (session.Upgraded), so
+// every close the gateway initiates can tell the client why.
+type Stopper struct {
+	ch     chan string
+	closer io.Closer
+}
+
+// NewStopper returns a Stopper whose Close is c's.
+func NewStopper(c io.Closer) *Stopper { return &Stopper{ch: make(chan string, 1), closer: c} }
+
+// CloseWithMessage asks the relay to write msg on the error stream of every
+// forwarded connection still open, send the client a GOAWAY and close both
+// connections. It does not wait: the relay's own goroutine does the
+// writes, bounded in time. Only the first message counts.
+func (s *Stopper) CloseWithMessage(msg string) error {
+	select {
+	case s.ch <- msg:
+	default:
+	}
+	return nil
+}
+
+// Close closes both connections at once, without a message.
+func (s *Stopper) Close() error { return s.closer.Close() }
+
+// C is the channel for Options.Stop; nil for a nil Stopper.
+func (s *Stopper) C() <-chan string {
+	if s == nil {
+		return nil
+	}
+	return s.ch
+}
+
+// await returns the first reader's end and whether it was the client's
+// (cdone), or stops the relay when Options.Stop delivers a message first.
+// The caller closes both sides.
+func (r *relay) await(cdone chan result) (result, bool) {
+	select {
+	case first := <-cdone:
+		return first, true
+	case first := <-r.kdone:
+		return first, false
+	case msg := <-r.o.Stop:
+		// Bound the writes (the client may not be reading): a timer closes
+		// both connections if one is still stuck behind a blocked write,
+		// and a write deadline bounds the writes that follow. The deadline
+		// is set under the write lock (gorilla's WebSocket deadline is a
+		// plain field its writer reads), so a write blocked before it is
+		// waited out, until the timer fires.
+		force := time.AfterFunc(stopBound, func() {
+			r.mu.Lock()
+			kubelet := r.kubelet
+			r.mu.Unlock()
+			_ = r.client.c.Close()
+			_ = kubelet.c.Close()
+		})
+		defer force.Stop()
+		if r.client.c.SetWriteDeadline != nil {
+			r.client.wmu.Lock()
+			_ = r.client.c.SetWriteDeadline(time.Now().Add(stopBound))
+			r.client.wmu.Unlock()
+		}
+		r.stop(msg)
+	}
+	t := time.NewTimer(stopLinger)
+	defer t.Stop()
+	select {
+	case first := <-cdone:
+		return first, true // the client hung up
+	case first := <-r.kdone:
+		return first, false
+	case <-t.C:
+	}
+	r.mu.Lock()
+	lastGood := r.lastCID
+	r.mu.Unlock()
+	_ = r.client.write(appendGoAway(nil, lastGood)) // within the stop's deadline
+	// The reader that has not ended yet ends when run closes both.
+	return result{r.client, nil}, false
+}
+
+// stop tells the client msg the way the kubelet reports a failed forward:
+// on every open pair, a reply if none was sent yet, the message on its error
+// stream, then both streams reset (client-go's PortForwarder then logs
+// "an error occurred forwarding L -> R: msg" and closes its connection).
+// No new stream is accepted from then on.
+func (r *relay) stop(msg string) {
+	var o outbox
+	r.mu.Lock()
+	r.closing = true
+	for p := range r.live {
+		if p.denied {
+			continue // refused already, with its own message or none
+		}
+		p.denied, p.forced, p.denyMsg = true, OutcomeSessionClosed, msg
+		for _, s := range []*stream{p.errS, p.dataS} {
+			if s != nil && !s.replied {
+				s.replied = true
+				o.reply(r.client, s.cid, 0, http.Header{})
+			}
+		}
+		r.failPair(p, &o)
+	}
+	r.mu.Unlock()
+	_ = r.send(o)
+	r.emit()
+}
