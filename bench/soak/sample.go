@@ -43,6 +43,7 @@ type sampler struct {
 	mu        sync.Mutex
 	max, last map[string]point
 	firstErr  error
+	first     map[string]point
 }
 
 var scrapeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}
@@ -57,7 +58,7 @@ func startSampler(path string, gws []*gateway, r *runner) (*sampler, error) {
 		s.file, s.csv = f, bufio.NewWriter(f)
 		fmt.Fprintln(s.csv, "elapsed_s,gateway,connections_done,unexpected,sessions_open,goroutines,fds,rss_bytes,heap_inuse_bytes")
 	}
-	s.sample() // the first row, at 0 s
+	s.first = s.sample() // the baseline, at 0 s
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -155,7 +156,7 @@ func scrape(addr string, names ...string) ([]float64, error) {
 }
 
 // baseline is each gateway's sample before the run.
-func (s *sampler) baseline() map[string]point { return s.sample() }
+func (s *sampler) baseline() map[string]point { return s.first }
 
 // settleResult says whether the gateways went back to their baseline.
 type settleResult struct {
