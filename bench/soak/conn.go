@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +39,13 @@ type session struct {
 	gw     *gateway
 	proto  string
 	closed atomic.Bool // the client closed it on purpose (faultSessionClose)
-	nextID *atomic.Int64
+	// creating is held (read) while a connection creates its streams and
+	// (write) to close the session: client-go registers a stream only once
+	// its reply came, and its Close resets only registered streams, so a
+	// stream still waiting for its reply would be left in spdystream's map
+	// and keep the closed connection's socket open for good.
+	creating sync.RWMutex
+	nextID   *atomic.Int64
 }
 
 // result is one forwarded connection's outcome.
@@ -77,17 +84,11 @@ func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Dura
 		port = forbiddenPort
 	}
 	err := func() error {
-		if s.closed.Load() {
-			return errClosedSession
-		}
-		// requestIDs count from 0 per session, as client-go's do.
-		id := strconv.FormatInt(s.nextID.Add(1)-1, 10)
-		errS, msg, err := s.errorStream(port, id)
-		if err != nil {
-			return fmt.Errorf("creating the error stream: %w", err)
-		}
-		dataS, err := s.dataStream(port, id)
+		errS, msg, dataS, err := s.streams(port)
 		r.setup = time.Since(start)
+		if errS == nil {
+			return err
+		}
 		if err != nil {
 			defer s.conn.RemoveStreams(errS)
 			// The kubelet replies to a stream in its frame worker after
@@ -131,6 +132,31 @@ func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Dura
 		r.class = f.String()
 	}
 	return r
+}
+
+// streams creates a connection's error and data streams unless the session
+// is closed; errS is nil when the error stream could not be created.
+func (s *session) streams(port int) (errS httpstream.Stream, msg <-chan string, dataS httpstream.Stream, err error) {
+	s.creating.RLock()
+	defer s.creating.RUnlock()
+	if s.closed.Load() {
+		return nil, nil, nil, errClosedSession
+	}
+	// requestIDs count from 0 per session, as client-go's do.
+	id := strconv.FormatInt(s.nextID.Add(1)-1, 10)
+	if errS, msg, err = s.errorStream(port, id); err != nil {
+		return nil, nil, nil, fmt.Errorf("creating the error stream: %w", err)
+	}
+	dataS, err = s.dataStream(port, id)
+	return errS, msg, dataS, err
+}
+
+// close closes the session once no connection is creating streams on it.
+func (s *session) close() {
+	s.creating.Lock()
+	s.closed.Store(true)
+	s.creating.Unlock()
+	_ = s.conn.Close()
 }
 
 // errorStream creates the error stream, half-closes it and reads it to its
@@ -211,8 +237,7 @@ func (s *session) exchange(f fault, port int, dataS, errS httpstream.Stream, rng
 					_ = dataS.Reset()
 					_ = errS.Reset()
 				} else {
-					s.closed.Store(true)
-					_ = s.conn.Close()
+					s.close()
 				}
 			}
 		default:
@@ -232,16 +257,13 @@ func (s *session) exchange(f fault, port int, dataS, errS httpstream.Stream, rng
 	}
 	got := make([]byte, k)
 	if _, err := io.ReadFull(dataS, got); err != nil {
-		<-werr
-		return 0, fmt.Errorf("reading the echo (%d of %d bytes sent): %w", k, n, err)
+		return 0, abort(dataS, werr, fmt.Errorf("reading the echo (%d of %d bytes sent): %w", k, n, err))
 	}
 	if !bytes.Equal(got, data[:k]) {
-		<-werr
-		return 0, fmt.Errorf("the echo of %d bytes differs from what was sent", k)
+		return 0, abort(dataS, werr, fmt.Errorf("the echo of %d bytes differs from what was sent", k))
 	}
 	if err := expectEOF(dataS); err != nil {
-		<-werr
-		return 0, err
+		return 0, abort(dataS, werr, err)
 	}
 	if err := <-werr; err != nil {
 		return 0, fmt.Errorf("writing %d bytes: %w", n, err)
@@ -255,6 +277,15 @@ var (
 	// errClosedSession: the session was closed before this connection began.
 	errClosedSession = errors.New("session closed before the connection")
 )
+
+// abort resets the data stream, which unblocks the writer (and takes the
+// stream out of spdystream's map, which a closing connection waits on),
+// waits for the writer and returns err.
+func abort(dataS httpstream.Stream, werr <-chan error, err error) error {
+	_ = dataS.Reset()
+	<-werr
+	return err
+}
 
 // checkMessage compares the error stream's text with what f must produce.
 func (s *session) checkMessage(f fault, port int, got string) error {

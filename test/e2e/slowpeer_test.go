@@ -1,0 +1,414 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moby/spdystream"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+
+	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
+	"github.com/pfgateway/pfgateway/devcluster"
+	"github.com/pfgateway/pfgateway/devcluster/hashpod"
+)
+
+// Ports of pod "slow": a firehose that writes forever and reads nothing,
+// and a black hole that accepts and then neither reads nor writes.
+const (
+	firehosePort  = 7100
+	blackholePort = 7101
+	slowChunk     = 32 << 10
+)
+
+// Bounds on what a stalled stream may add to this process's heap (after
+// GC). The gateway itself adds nothing per byte (docs/stream-relay.md,
+// "Memory under slow peers"); what these allow is the peers' own buffers in
+// the same process: a test kubelet whose pod stopped reading holds up to
+// spdystream's 50-frame queue of the client's 32 KiB frames, about 1.6 MiB.
+const (
+	clientStallBound = 1 << 20
+	podStallBound    = 4 << 20
+	// heapGrowthBound is how much the heap may move between two samples
+	// taken seconds apart while the stall lasts and other sessions run.
+	heapGrowthBound = 512 << 10
+)
+
+// TestSlowPeerMemory stalls one forwarded connection, a client that stops
+// reading while the pod keeps sending, or a pod that stops reading while
+// the client keeps sending, in both splices: the stalled sender must stop
+// (backpressure reaches it, nothing queues), the heap stays within a bound
+// and does not grow, and other sessions keep moving byte-exact data.
+func TestSlowPeerMemory(t *testing.T) {
+	for _, mode := range []string{options.SpliceStreams, options.SpliceOpaque} {
+		t.Run(mode+"/client-stops-reading", func(t *testing.T) {
+			e, fire, _ := slowEnv(t, mode)
+			c := dialGated(t, e, "slow")
+			c.warmUp(t)
+			otherSessions(t, e) // their first-use costs stay out of the figures
+			base := heapAlloc()
+			data := c.open(t, firehosePort)
+			go func() { _, _ = io.Copy(io.Discard, data) }() // reads until the gate closes
+			eventually(t, 20*time.Second, "the firehose to send", func() bool { return fire.sent.Load() > 1<<20 })
+			c.stall()
+			checkStalled(t, e, "bytes the firehose sent", fire.sent.Load, base, clientStallBound)
+		})
+		t.Run(mode+"/pod-stops-reading", func(t *testing.T) {
+			e, _, _ := slowEnv(t, mode)
+			c := dialGated(t, e, "slow")
+			c.warmUp(t)
+			otherSessions(t, e) // their first-use costs stay out of the figures
+			base := heapAlloc()
+			data := c.open(t, blackholePort)
+			var written atomic.Int64
+			go func() {
+				chunk := make([]byte, slowChunk)
+				for {
+					n, err := data.Write(chunk)
+					written.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+			checkStalled(t, e, "bytes the client wrote", written.Load, base, podStallBound)
+		})
+	}
+}
+
+// checkStalled waits until sent stops growing (the stalled peer's
+// backpressure reached the sender), then checks the heap against base
+// twice, seconds apart, while two other sessions (SPDY and the WebSocket
+// tunnel) each move 4 MiB both ways byte-exact, and that the sender is
+// still stopped at the end.
+func checkStalled(t *testing.T, e *env, what string, sent func() int64, base uint64, bound int64) {
+	t.Helper()
+	stalledAt := waitStalled(t, what, sent)
+	h1 := heapAlloc()
+	otherSessions(t, e)
+	time.Sleep(2 * time.Second)
+	h2 := heapAlloc()
+	t.Logf("%s stopped at %d; heap %d B at the start, +%d B stalled, %+d B seconds later", what, stalledAt, base, int64(h1)-int64(base), int64(h2)-int64(h1))
+	if d := int64(h1) - int64(base); d > bound {
+		t.Errorf("the stalled stream added %d B to the heap, want at most %d", d, bound)
+	}
+	if d := int64(h2) - int64(h1); d > heapGrowthBound {
+		t.Errorf("the heap grew by %d B while the stream stayed stalled, want at most %d", d, heapGrowthBound)
+	}
+	if n := sent(); n-stalledAt > 256<<10 {
+		t.Errorf("%s went on from %d to %d while the peer did not read: something queues them", what, stalledAt, n)
+	}
+}
+
+// otherSessions moves 4 MiB each way, byte-exact, through a new SPDY
+// session and a new WebSocket-tunnel session to the hash pod.
+func otherSessions(t *testing.T, e *env) {
+	t.Helper()
+	for _, kind := range []dialerKind{dialSPDY, dialTunnel} {
+		f := startForward(t, dialer(t, kind, e.cfg, e.pfURL("", "hash")), hashPort)
+		conn, err := f.dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := transfer(t, conn, 4<<20, 4<<20); err != nil {
+			t.Fatalf("%s session beside the stalled one: %v", kind, err)
+		}
+		_ = conn.Close()
+		f.stop()
+	}
+}
+
+// waitStalled polls sent until it has not changed for 2 s and returns it.
+func waitStalled(t *testing.T, what string, sent func() int64) int64 {
+	t.Helper()
+	last, since := sent(), time.Now()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if n := sent(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= 2*time.Second {
+			return n
+		}
+	}
+	t.Fatalf("%s still growing after 60s (%d): the stall never reached the sender", what, last)
+	return 0
+}
+
+// heapAlloc is the live heap after two collections (the second frees what
+// sync.Pool victim caches kept through the first).
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// slowEnv is a gateway in mode with pod "slow" (firehose, black hole, and
+// the hash server on hashPort for warm-ups).
+func slowEnv(t *testing.T, mode string) (*env, *slowServer, *slowServer) {
+	e := newEnv(t, func(o *options.Options) { o.Streams.SpliceMode = mode })
+	fire, hole := startSlowServer(t, true), startSlowServer(t, false)
+	e.addPod(devcluster.Pod{Name: "slow", Ports: map[int32]string{
+		firehosePort: fire.ln.Addr().String(), blackholePort: hole.ln.Addr().String(), hashPort: e.hash.Addr(),
+	}})
+	return e, fire, hole
+}
+
+// slowServer accepts connections and, as a firehose, writes to each until
+// it fails, or, as a black hole, holds them; it never reads.
+type slowServer struct {
+	ln    net.Listener
+	sent  atomic.Int64
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func startSlowServer(t *testing.T, firehose bool) *slowServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &slowServer{ln: ln}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			if firehose {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					chunk := make([]byte, slowChunk)
+					for {
+						n, err := c.Write(chunk)
+						s.sent.Add(int64(n))
+						if err != nil {
+							return
+						}
+					}
+				}()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+// gatedClient is a SPDY port-forward client (the upgrade by hand and a bare
+// spdystream connection) whose socket reads can be stopped: a client that
+// stops reading altogether, with nothing of its own queued in this process.
+type gatedClient struct {
+	conn    *spdystream.Connection
+	tc      net.Conn
+	stopped atomic.Bool
+	resume  chan struct{}
+	served  chan struct{}
+	nextID  int
+}
+
+// gatedConn reads through br until stopped, then blocks until resumed.
+type gatedConn struct {
+	net.Conn
+	br *bufio.Reader
+	c  *gatedClient
+}
+
+func (g gatedConn) Read(p []byte) (int, error) {
+	if g.c.stopped.Load() {
+		<-g.c.resume
+	}
+	return g.br.Read(p)
+}
+
+func dialGated(t *testing.T, e *env, pod string) *gatedClient {
+	t.Helper()
+	tc, err := tls.Dial("tcp", e.gw.Addr(), e.tlsConfig(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/namespaces/default/pods/" + pod + "/portforward"
+	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"+
+		"X-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n", path, e.gw.Addr())
+	if _, err := io.WriteString(tc, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		_ = tc.Close()
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	c := &gatedClient{tc: tc, resume: make(chan struct{}), served: make(chan struct{})}
+	if c.conn, err = spdystream.NewConnection(gatedConn{tc, br, c}, false); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.conn.Serve(spdystream.NoOpStreamHandler); close(c.served) }()
+	t.Cleanup(func() {
+		if c.stopped.Load() {
+			close(c.resume)
+		}
+		_ = tc.Close()
+		select {
+		case <-c.served:
+		case <-time.After(10 * time.Second):
+			t.Errorf("spdystream Serve still running 10s after the connection closed")
+		}
+	})
+	return c
+}
+
+// stall stops the client's reads: spdystream's reader blocks, the socket's
+// receive buffer fills, and the gateway's writes to it block.
+func (c *gatedClient) stall() { c.stopped.Store(true) }
+
+// open creates an error and a data stream to port (requestID from 0 on, as
+// client-go counts) and returns the data stream; the error stream is
+// half-closed and read in the background.
+func (c *gatedClient) open(t *testing.T, port int) *spdystream.Stream {
+	t.Helper()
+	id := strconv.Itoa(c.nextID)
+	c.nextID++
+	var data *spdystream.Stream
+	for _, kind := range []string{"error", "data"} {
+		h := http.Header{}
+		h.Set("streamType", kind)
+		h.Set("port", strconv.Itoa(port))
+		h.Set("requestID", id)
+		s, err := c.conn.CreateStream(h, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitTimeout(30 * time.Second); err != nil {
+			t.Fatalf("%s stream to port %d: %v", kind, port, err)
+		}
+		if kind == "error" {
+			_ = s.Close()
+			go func() { _, _ = io.Copy(io.Discard, s) }()
+		} else {
+			data = s
+		}
+	}
+	return data
+}
+
+// warmUp runs one small hash-pod exchange on the session, so the
+// per-session state (header decoders, TLS buffers) exists before the heap
+// baseline.
+func (c *gatedClient) warmUp(t *testing.T) {
+	t.Helper()
+	data := c.open(t, hashPort)
+	if _, err := hashpod.Exchange(spdyStreamConn{data}, 64<<10, 64<<10, 1); err != nil {
+		t.Fatalf("warm-up exchange: %v", err)
+	}
+	_ = data.Close()
+}
+
+// spdyStreamConn is a spdystream stream as the net.Conn hashpod.Exchange takes.
+type spdyStreamConn struct{ *spdystream.Stream }
+
+func (c spdyStreamConn) Close() error                   { return c.Stream.Reset() }
+func (spdyStreamConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (spdyStreamConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (spdyStreamConn) SetDeadline(time.Time) error      { return nil }
+func (spdyStreamConn) SetReadDeadline(time.Time) error  { return nil }
+func (spdyStreamConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestSlowStreamSameSession shows what a stalled stream does to the other
+// streams of its own session: client-go's spdystream hands a stream's DATA
+// to its reader through an unbuffered channel from one of five frame
+// workers, each with a 50-frame queue, and its connection reader blocks
+// when that queue is full. So a local reader that stops reading one
+// forwarded connection stops the whole connection on the client's side:
+// not even the SYN_REPLY of a new stream gets through. The gateway adds no
+// queue of its own (it stops reading the kubelet when its write to the
+// client blocks) and no coupling beyond that: once the client resets the
+// stalled stream, the next stream of the session moves byte-exact data.
+func TestSlowStreamSameSession(t *testing.T) {
+	for _, mode := range []string{options.SpliceStreams, options.SpliceOpaque} {
+		t.Run(mode, func(t *testing.T) {
+			e, fire, _ := slowEnv(t, mode)
+			conn, _, err := dialer(t, dialSPDY, e.cfg, e.pfURL("", "slow")).Dial("portforward.k8s.io")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			newPair := func(id, port int) (errS, data httpstream.Stream, err error) {
+				h := http.Header{}
+				h.Set(corev1.PortHeader, strconv.Itoa(port))
+				h.Set(corev1.PortForwardRequestIDHeader, strconv.Itoa(id))
+				h.Set(corev1.StreamType, corev1.StreamTypeError)
+				if errS, err = conn.CreateStream(h); err != nil {
+					return nil, nil, err
+				}
+				_ = errS.Close()
+				h.Set(corev1.StreamType, corev1.StreamTypeData)
+				data, err = conn.CreateStream(h)
+				return errS, data, err
+			}
+			// The stalled stream: nobody reads what the firehose sends.
+			_, stalled, err := newPair(0, firehosePort)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitStalled(t, "bytes the firehose sent", fire.sent.Load)
+			done := make(chan error, 1)
+			go func() {
+				_, data, err := newPair(1, hashPort)
+				if err == nil {
+					_, err = hashpod.Exchange(httpStreamConn{data}, 1<<20, 1<<20, 7)
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				t.Fatalf("a second stream finished (err %v) while the first stalled its session; spdystream should have blocked it", err)
+			case <-time.After(2 * time.Second):
+			}
+			_ = stalled.Reset()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("the second stream after the stalled one was reset: %v", err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatal("the second stream did not finish within 60s of the stalled stream's reset")
+			}
+		})
+	}
+}
+
+// httpStreamConn is a client-go stream as the net.Conn hashpod.Exchange takes.
+type httpStreamConn struct{ httpstream.Stream }
+
+func (c httpStreamConn) Close() error                   { return c.Stream.Reset() }
+func (httpStreamConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (httpStreamConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (httpStreamConn) SetDeadline(time.Time) error      { return nil }
+func (httpStreamConn) SetReadDeadline(time.Time) error  { return nil }
+func (httpStreamConn) SetWriteDeadline(time.Time) error { return nil }
