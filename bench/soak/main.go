@@ -42,6 +42,7 @@ type config struct {
 	gatewayBin      string
 	gatewayArgs     []string
 	settle          time.Duration
+	idleSessions    int
 }
 
 func parseFlags() (*config, error) {
@@ -62,6 +63,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&c.gatewayBin, "gateway-bin", "", "run this gateway binary instead of building ./cmd/pfgateway")
 	flag.StringVar(&gwArgs, "gateway-args", "", "extra flags for every gateway child, space-separated (e.g. \"--max-sessions=100\")")
 	flag.DurationVar(&c.settle, "settle", 30*time.Second, "after the last session, how long a gateway may take to return to its goroutine and fd baseline")
+	flag.IntVar(&c.idleSessions, "idle-sessions", 0, "first measure what this many idle sessions cost a fresh gateway child, per -splice and -protocols (RSS, heap, goroutines, fds per session); with -n 0 only that")
 	flag.Parse()
 	// The test kubelet runs in this process and logs every refused dial
 	// and reset the faults cause; keep the output to the report.
@@ -74,8 +76,10 @@ func parseFlags() (*config, error) {
 	c.splice = splitList(splice)
 	c.gatewayArgs = strings.Fields(gwArgs)
 	switch {
-	case c.n < 1 || c.sessions < 1 || c.streams < 1 || c.connsPerSession < 1:
-		return nil, fmt.Errorf("-n, -sessions, -streams and -conns-per-session must be positive")
+	case c.n < 0 || c.idleSessions < 0 || c.n == 0 && c.idleSessions == 0:
+		return nil, fmt.Errorf("-n must be positive (or 0 with -idle-sessions)")
+	case c.sessions < 1 || c.streams < 1 || c.connsPerSession < 1:
+		return nil, fmt.Errorf("-sessions, -streams and -conns-per-session must be positive")
 	case c.faultRate < 0 || c.faultRate > 1:
 		return nil, fmt.Errorf("-fault-rate must be between 0 and 1")
 	case c.maxPayload < 2 || c.maxPayload > 64<<20:
@@ -137,7 +141,7 @@ type runner struct {
 }
 
 func run(c *config) (bool, error) {
-	gws, cleanup, err := setUp(c)
+	gws, spawn, cleanup, err := setUp(c)
 	if err != nil {
 		return false, err
 	}
@@ -155,6 +159,14 @@ func run(c *config) (bool, error) {
 				return false, fmt.Errorf("warm-up %s %s: %w", gw.name, p, err)
 			}
 		}
+	}
+	if c.idleSessions > 0 {
+		if err := r.idle(spawn); err != nil {
+			return false, err
+		}
+	}
+	if c.n == 0 {
+		return true, nil
 	}
 	time.Sleep(time.Second)
 	smp, err := startSampler(c.samples, gws, r)
@@ -192,6 +204,35 @@ loop:
 		return false, err
 	}
 	return r.st.unexpectedCount() == 0 && settled.ok, nil
+}
+
+// idle measures -idle-sessions idle sessions on a fresh gateway child per
+// splice and protocol, so that no measurement reuses memory another freed.
+func (r *runner) idle(spawn func(string) (*gateway, error)) error {
+	var results []idleResult
+	for _, name := range r.c.splice {
+		for _, proto := range r.c.protocols {
+			gw, err := spawn(name)
+			if err != nil {
+				return err
+			}
+			res, err := func() (idleResult, error) {
+				defer gw.proc.Stop()
+				if err := r.warmUp(gw, proto); err != nil {
+					return idleResult{}, err
+				}
+				time.Sleep(time.Second)
+				return r.measureIdle(gw, proto, r.c.idleSessions)
+			}()
+			if err != nil {
+				return fmt.Errorf("idle sessions on %s over %s: %w", name, proto, err)
+			}
+			logf("%d idle %s sessions on %s: RSS %s → %s", res.n, proto, name, mib(res.before.rss), mib(res.after.rss))
+			results = append(results, res)
+		}
+	}
+	idleReport(os.Stdout, results)
+	return nil
 }
 
 // warmUp runs a few clean connections on one session.

@@ -81,8 +81,9 @@ func (g *gateway) dial(proto string) (httpstream.Connection, error) {
 }
 
 // setUp starts the dev cluster, the soak pod and one gateway child per
-// -splice; cleanup undoes what succeeded.
-func setUp(c *config) (gws []*gateway, cleanup func(), err error) {
+// -splice; spawn starts another child (the caller stops it); cleanup undoes
+// what succeeded.
+func setUp(c *config) (gws []*gateway, spawn func(splice string) (*gateway, error), cleanup func(), err error) {
 	var undo []func()
 	cleanup = func() {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -96,46 +97,46 @@ func setUp(c *config) (gws []*gateway, cleanup func(), err error) {
 	}()
 	dir, err := os.MkdirTemp("", "pfgateway-soak-")
 	if err != nil {
-		return nil, cleanup, err
+		return nil, nil, cleanup, err
 	}
 	undo = append(undo, func() { _ = os.RemoveAll(dir) })
 	bin := c.gatewayBin
 	if bin == "" {
 		logf("building %s", gwproc.GatewayPkg)
 		if bin, err = gwproc.BuildGateway(dir, false); err != nil {
-			return nil, cleanup, err
+			return nil, nil, cleanup, err
 		}
 	}
 	cl, err := devcluster.Start(devcluster.Options{Dir: dir})
 	if err != nil {
-		return nil, cleanup, fmt.Errorf("dev cluster: %w", err)
+		return nil, nil, cleanup, fmt.Errorf("dev cluster: %w", err)
 	}
 	undo = append(undo, cl.Close)
 	hash, err := hashpod.Start(hashpod.Options{MaxBytes: uint64(c.maxPayload)})
 	if err != nil {
-		return nil, cleanup, err
+		return nil, nil, cleanup, err
 	}
 	undo = append(undo, hash.Close)
 	echo, err := startEchoPod()
 	if err != nil {
-		return nil, cleanup, err
+		return nil, nil, cleanup, err
 	}
 	undo = append(undo, echo.Close)
 	ports := map[int32]string{hashPort: hash.Addr(), echoPort: echo.Addr(), forbiddenPort: echo.Addr()}
 	if err := cl.AddPod(devcluster.Pod{Name: podName, Labels: map[string]string{"app": "soak"}, Ports: ports}); err != nil {
-		return nil, cleanup, err
+		return nil, nil, cleanup, err
 	}
 	// closedPort is not mapped: the test kubelet refuses its dial as a
 	// node would for a port nothing in the pod listens on.
 	user, err := cl.CA.Issue(pki.IssueOptions{CommonName: userName, Organization: []string{"soak"}, Usage: pki.Client})
 	if err != nil {
-		return nil, cleanup, err
+		return nil, nil, cleanup, err
 	}
 	policyFile := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(soakPolicy), 0o600); err != nil {
-		return nil, cleanup, err
+		return nil, nil, cleanup, err
 	}
-	for _, name := range c.splice {
+	spawn = func(name string) (*gateway, error) {
 		sp := splices[name]
 		extra := append([]string(nil), sp.args...)
 		if sp.policy {
@@ -144,15 +145,22 @@ func setUp(c *config) (gws []*gateway, cleanup func(), err error) {
 		extra = append(extra, c.gatewayArgs...)
 		p, err := gwproc.StartGateway(gwproc.Options{Name: name, Bin: bin, Dir: dir, Files: cl.Files, Extra: extra})
 		if err != nil {
-			return nil, cleanup, err
+			return nil, err
 		}
-		undo = append(undo, func() { p.Stop() })
 		logf("gateway %s: pid %d at %s, flags %s", name, p.Pid(), p.Addr, strings.Join(extra, " "))
-		gws = append(gws, &gateway{
+		return &gateway{
 			name: name, policy: sp.policy, proc: p,
 			url: &url.URL{Scheme: "https", Host: p.Addr, Path: "/api/v1/namespaces/default/pods/" + podName + "/portforward"},
 			cfg: &rest.Config{Host: "https://" + p.Addr, TLSClientConfig: rest.TLSClientConfig{CAData: cl.CA.CertPEM, CertData: user.CertPEM, KeyData: user.KeyPEM}},
-		})
+		}, nil
 	}
-	return gws, cleanup, nil
+	for _, name := range c.splice {
+		gw, err := spawn(name)
+		if err != nil {
+			return nil, nil, cleanup, err
+		}
+		undo = append(undo, func() { gw.proc.Stop() })
+		gws = append(gws, gw)
+	}
+	return gws, spawn, cleanup, nil
 }
