@@ -248,8 +248,13 @@ func (s *session) exchange(f fault, port int, dataS, errS httpstream.Stream, rng
 		werr <- err
 	}()
 	if f == faultClientReset || f == faultSessionClose {
+		// Drain the echo while the writer works: a stream nobody reads
+		// stops the client's whole spdystream connection once 50 of its
+		// frames are queued, replies to other streams' creation included.
+		drained := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, dataS); close(drained) }() // ends with the reset
 		<-werr
-		_, _ = io.Copy(io.Discard, dataS) // ends with the reset
+		<-drained
 		if f == faultSessionClose {
 			return 0, errClosedByUs
 		}
