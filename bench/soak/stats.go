@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"io"
 	"slices"
 	"sort"
@@ -96,7 +97,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
-	i := int(p/100*float64(len(d))+0.5) - 1
+	i := int(math.Ceil(p/100*float64(len(d)))) - 1
 	return d[min(max(i, 0), len(d)-1)]
 }
 
