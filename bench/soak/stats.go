@@ -117,7 +117,7 @@ func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sample
 	p("## Soak: %d forwarded connections", done)
 	p("")
 	p("```\ngo run ./bench/soak -n %d -sessions %d -streams %d -conns-per-session %d -protocols %s -splice %s -faults %s -fault-rate %g -max-payload %d -seed %d\n```",
-		c.n, c.sessions, c.streams, c.connsPerSession, joinList(c.protocols), joinList(c.splice), faultFlag{&c.faults}, c.faultRate, c.maxPayload, c.seed)
+		c.n, c.sessions, c.streams, c.connsPerSession, joinList(c.protocols), joinList(c.splice), faultList(c.faults), c.faultRate, c.maxPayload, c.seed)
 	p("")
 	p("| | |")
 	p("|---|---|")
@@ -170,6 +170,14 @@ func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sample
 			p("- %s", e)
 		}
 	}
+}
+
+// faultList is -faults as the command line needs it ('' for none).
+func faultList(f []fault) string {
+	if len(f) == 0 {
+		return "''"
+	}
+	return faultFlag{&f}.String()
 }
 
 func joinList(l []string) string {
