@@ -172,7 +172,7 @@ func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sample
 	}
 }
 
-// faultList is -faults as the command line needs it ('' for none).
+// faultList is -faults as the command line needs it (” for none).
 func faultList(f []fault) string {
 	if len(f) == 0 {
 		return "''"
