@@ -110,11 +110,13 @@ func (r *relay) await(cdone chan result) (result, bool) {
 // on every open pair, a reply if none was sent yet, the message on its error
 // stream, then both streams reset (client-go's PortForwarder then logs
 // "an error occurred forwarding L -> R: msg" and closes its connection).
-// No new stream is accepted from then on.
+// A stream the client opens from then on is refused with the same message
+// (clientSyn): dropping it would leave client-go waiting 30 s for a reply
+// that never comes.
 func (r *relay) stop(msg string) {
 	var o outbox
 	r.mu.Lock()
-	r.closing = true
+	r.stopMsg = msg
 	for p := range r.live {
 		if p.denied {
 			continue // refused already, with its own message or none

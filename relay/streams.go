@@ -37,6 +37,7 @@ type relay struct {
 	lastMirror time.Time
 	lv         liveness
 	closing    bool
+	stopMsg    string // set by a Stop (stop.go): new streams are refused with it
 	ended      []Record
 
 	// Kubelet replacement (redial.go). kubelet is the current connection;

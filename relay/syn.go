@@ -68,13 +68,17 @@ func (r *relay) clientSyn(f *spdy.SynStreamFrame, o *outbox) {
 		}
 	}
 
-	limit := len(r.byClient) >= r.o.MaxStreams || r.kubelet.nextKID > maxStreamID
+	stopping := r.stopMsg != "" // stop.go
+	limit := !stopping && (len(r.byClient) >= r.o.MaxStreams || r.kubelet.nextKID > maxStreamID)
 	var d Decision
-	if !limit && valid && !p.denied && r.o.Decide != nil {
+	if !stopping && !limit && valid && !p.denied && r.o.Decide != nil {
 		d = r.o.Decide(PairInfo{RequestID: reqID, Port: port, StreamType: kind})
 	}
 	r.byClient[cid] = st
 	switch {
+	case stopping:
+		r.deny(p, st, OutcomeSessionClosed, r.stopMsg, rstCancel, o)
+		return
 	case limit:
 		r.deny(p, st, OutcomeGatewayLimit, "", rstRefusedStream, o)
 		return

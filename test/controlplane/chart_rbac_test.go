@@ -64,7 +64,7 @@ func TestChartRBAC(t *testing.T) {
 			{chartSAUser, authzv1.ResourceAttributes{Verb: "get", Resource: "pods", Namespace: namespace, Name: podName}, true},
 			{chartSAUser, authzv1.ResourceAttributes{Verb: "watch", Resource: "nodes"}, true},
 			{chartSAUser, authzv1.ResourceAttributes{Verb: "impersonate", Resource: "serviceaccounts", Namespace: namespace, Name: saName}, true},
-			{chartSAUser, authzv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: namespace}, false},
+			{chartSAUser, authzv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: namespace}, true}, // podwatch
 			{chartSAUser, authzv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "portforward", Namespace: namespace, Name: podName}, false},
 			{chartSAUser, authzv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: namespace, Name: podName}, false},
 			{chartSAUser, authzv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: chartNamespace}, false},

@@ -290,6 +290,7 @@ func TestFaultsEndingTheSession(t *testing.T) {
 		}
 	})
 
+	var watched bool // the pod watch, not a re-resolve, found the pod gone
 	t.Run("pod deleted while the kubelet connection was down", func(t *testing.T) {
 		f := startForward(t, dialer(t, dialTunnel, e.cfg, e.pfURL("", "hash")), hashPort)
 		if _, err := transferAll(t, 1, f.dial, 1<<20, 1<<20); err != nil {
@@ -310,12 +311,19 @@ func TestFaultsEndingTheSession(t *testing.T) {
 		case <-time.After(faultSlack):
 			t.Fatal("client-go kept its session after the pod was gone")
 		}
-		if got := e.scrape(t).value(mReconnects, labels{"result": "pod_not_found"}); got != 1 {
-			t.Errorf("%s{result=pod_not_found} = %g, want 1 (no retry)", mReconnects, got)
+		// Two paths tell the client the pod is gone, whichever comes first:
+		// the pod watch (podwatch) ends the session, or the next forwarded
+		// connection's re-resolve finds no pod and does not retry.
+		m := e.scrape(t)
+		notFound := m.value(mReconnects, labels{"result": "pod_not_found"})
+		deleted := m.value(mSessions, labels{"protocol": "websocket", "outcome": "pod_deleted"})
+		if notFound > 1 || notFound+deleted < 1 {
+			t.Errorf("%s{result=pod_not_found} = %g and %s{outcome=pod_deleted} = %g; want one of them 1 (no retry)", mReconnects, notFound, mSessions, deleted)
 		}
+		watched = deleted == 1
 	})
 
-	var sawLost, sawGone bool
+	sawLost, sawGone := false, watched && strings.Contains(logs.String(), `outcome="pod_deleted"`)
 	for _, fl := range forwardLogs(logs.String()) {
 		sawLost = sawLost || (fl.outcome == "kubelet_disconnected" && strings.HasPrefix(fl.message, lost))
 		sawGone = sawGone || (fl.outcome == "kubelet_unreachable" && strings.HasPrefix(fl.message, gone))
