@@ -31,7 +31,10 @@ import (
 // Proxy forwards resolved port-forward requests to kubelets.
 type Proxy struct {
 	Backend *Backend
-	Metrics *metrics.Metrics
+	// BackendFor, when set, may name another backend for a cluster (an
+	// upstream API server, package clusters); nil answers mean Backend.
+	BackendFor func(cluster string) *Backend
+	Metrics    *metrics.Metrics
 	// Streams, when set, relays SPDY and WebSocket-tunnel sessions stream
 	// by stream (package relay); nil splices them opaquely, as the API
 	// server does. Legacy WebSocket sessions are always spliced.
@@ -51,7 +54,7 @@ type StreamOptions struct {
 // ends s. Every failure before the client's connection is upgraded is a
 // metav1.Status; after it, bytes pass untouched.
 func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Session, target *url.URL, node string) {
-	up, err := p.Backend.dial(req.Context(), backendRequest(req, s.Protocol, target, s.Ports))
+	up, err := p.backend(s).dial(req.Context(), backendRequest(req, s.Protocol, target, s.Ports))
 	if err != nil {
 		p.fail(w, req, s, node, err)
 		return

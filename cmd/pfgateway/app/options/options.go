@@ -30,6 +30,7 @@ type Options struct {
 	Authn         AuthenticationOptions
 	Policy        PolicyOptions
 	Limits        LimitsOptions
+	Clusters      ClustersOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -132,6 +133,7 @@ func NewOptions() *Options {
 		Authn:         NewAuthenticationOptions(),
 		Policy:        NewPolicyOptions(),
 		Limits:        NewLimitsOptions(),
+		Clusters:      NewClustersOptions(),
 	}
 }
 
@@ -181,6 +183,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Authn.AddFlags(fs)
 	o.Policy.AddFlags(fs)
 	o.Limits.AddFlags(fs)
+	o.Clusters.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -253,6 +256,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Authn.Validate()...)
 	errs = append(errs, o.Policy.Validate()...)
 	errs = append(errs, o.Limits.Validate()...)
+	errs = append(errs, o.Clusters.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

@@ -1,0 +1,150 @@
+package clusters
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pfgateway/pfgateway/apiproxy"
+	"github.com/pfgateway/pfgateway/portforward"
+	"github.com/pfgateway/pfgateway/resolve"
+	"github.com/pfgateway/pfgateway/upgrade"
+)
+
+// Settings are what every cluster's runtime shares: the gateway's flags.
+type Settings struct {
+	// QPS and Burst limit each cluster's API client (--kube-api-qps/-burst).
+	QPS   float32
+	Burst int
+	// AddressTypes and DefaultKubeletPort configure kubelet resolvers.
+	AddressTypes       []corev1.NodeAddressType
+	DefaultKubeletPort int32
+	// NewAuthorizer builds a cluster's port-forward authorizer from its
+	// client (a SubjectAccessReview webhook, or AlwaysAllow).
+	NewAuthorizer func(kubernetes.Interface) (authorizer.Authorizer, error)
+	// Upstream holds the dial and upgrade timeouts of apiserver backends;
+	// TLS and credentials come from each cluster's kubeconfig.
+	Upstream upgrade.BackendOptions
+	// RESTConfig builds a cluster's client config; nil reads its kubeconfig
+	// or the in-cluster service account (tests replace it).
+	RESTConfig func(Cluster) (*rest.Config, error)
+}
+
+// Runtime is what the gateway holds for one served cluster.
+type Runtime struct {
+	Cluster    Cluster
+	REST       *rest.Config
+	Client     kubernetes.Interface
+	Resolver   portforward.Resolver
+	Authorizer authorizer.Authorizer
+	ReadOnly   http.Handler
+	// Upstream dials the cluster's API server (backend apiserver); nil for
+	// backend kubelet, which uses the gateway's kubelet backend.
+	Upstream *upgrade.Backend
+
+	informers informers.SharedInformerFactory // backend kubelet only
+	stopCh    chan struct{}
+	stopOnce  sync.Once
+}
+
+// newRuntime builds cl's runtime; nothing runs until start.
+func newRuntime(cl Cluster, s *Settings) (*Runtime, error) {
+	build := s.RESTConfig
+	if build == nil {
+		build = RESTConfig
+	}
+	cfg, err := build(cl)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+	}
+	cfg.QPS, cfg.Burst = s.QPS, s.Burst
+	cfg.UserAgent = "pfgateway"
+	r := &Runtime{Cluster: cl, REST: cfg, stopCh: make(chan struct{})}
+	if r.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("cluster %q: client: %w", cl.Name, err)
+	}
+	if r.Authorizer, err = s.NewAuthorizer(r.Client); err != nil {
+		return nil, fmt.Errorf("cluster %q: authorizer: %w", cl.Name, err)
+	}
+	if r.ReadOnly, err = apiproxy.New(map[string]*rest.Config{cl.Name: cfg}); err != nil {
+		return nil, err
+	}
+	switch cl.Backend {
+	case BackendAPIServer:
+		if r.Upstream, err = newUpstream(cfg, s.Upstream); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+		}
+		if r.Resolver, err = newUpstreamResolver(r.Client, cfg); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+		}
+	default:
+		r.informers = informers.NewSharedInformerFactory(r.Client, 0)
+		r.Resolver = &resolve.Resolver{
+			Client: r.Client, Nodes: r.informers.Core().V1().Nodes().Lister(),
+			AddressTypes: s.AddressTypes, DefaultPort: s.DefaultKubeletPort, RequireRunning: true,
+		}
+	}
+	return r, nil
+}
+
+// RESTConfig reads cl's kubeconfig (and context) or the in-cluster
+// service account.
+func RESTConfig(cl Cluster) (*rest.Config, error) {
+	if cl.InCluster {
+		return rest.InClusterConfig()
+	}
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: cl.Kubeconfig}
+	over := &clientcmd.ConfigOverrides{CurrentContext: cl.Context}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, over).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", cl.Kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+// start runs the node informer (backend kubelet) until stop.
+func (r *Runtime) start() {
+	if r.informers != nil {
+		r.informers.Start(r.stopCh)
+	}
+}
+
+// waitForCacheSync waits for the node informer; false if ctx ends first.
+func (r *Runtime) waitForCacheSync(ctx context.Context) bool {
+	if r.informers == nil {
+		return true
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-r.stopCh:
+			cancel()
+		}
+	}()
+	for _, ok := range r.informers.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// stop ends the runtime's informers; sessions it resolved go on.
+func (r *Runtime) stop() {
+	r.stopOnce.Do(func() {
+		close(r.stopCh)
+		if r.informers != nil {
+			r.informers.Shutdown()
+		}
+	})
+}
