@@ -174,4 +174,12 @@ func TestUpstreamRequest(t *testing.T) {
 	if !strings.HasPrefix(u.server.String(), "https://127.0.0.1:1") {
 		t.Errorf("server %s", u.server)
 	}
+	// A server URL without a path still yields an absolute path.
+	bare, err := newUpstreamResolver(nil, &rest.Config{Host: "https://up.example:6443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bare.server.JoinPath("api", "v1").String(); got != "https://up.example:6443/api/v1" {
+		t.Errorf("bare server joins to %s", got)
+	}
 }

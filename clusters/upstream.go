@@ -86,6 +86,9 @@ func newUpstreamResolver(client kubernetes.Interface, cfg *rest.Config) (*upstre
 	if err != nil {
 		return nil, fmt.Errorf("upstream server: %w", err)
 	}
+	if host.Path == "" {
+		host.Path = "/" // else JoinPath makes a relative path: POST api/v1/…
+	}
 	return &upstreamResolver{client: client, server: host}, nil
 }
 
