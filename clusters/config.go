@@ -61,6 +61,19 @@ type Cluster struct {
 	InCluster bool `json:"inCluster,omitempty"`
 	// Backend is kubelet (the default) or apiserver.
 	Backend Backend `json:"backend,omitempty"`
+	// KubeletClientCertificate and KubeletClientKey (together), and
+	// KubeletCertificateAuthority replace the gateway's --kubelet-client-*
+	// and --kubelet-certificate-authority files for this cluster's kubelets
+	// (backend kubelet only): each cluster's kubelets usually trust, and are
+	// signed by, a CA of their own. Relative paths as for Kubeconfig.
+	KubeletClientCertificate    string `json:"kubeletClientCertificate,omitempty"`
+	KubeletClientKey            string `json:"kubeletClientKey,omitempty"`
+	KubeletCertificateAuthority string `json:"kubeletCertificateAuthority,omitempty"`
+}
+
+// ownKubeletTLS says whether cl replaces any of the gateway's kubelet files.
+func (cl Cluster) ownKubeletTLS() bool {
+	return cl.KubeletClientCertificate != "" || cl.KubeletCertificateAuthority != ""
 }
 
 // Config is a parsed, validated clusters file. It is immutable.
@@ -121,8 +134,10 @@ func Parse(data []byte, dir string) (*Config, error) {
 		if cl.Backend == "" {
 			cl.Backend = BackendKubelet
 		}
-		if cl.Kubeconfig != "" && !filepath.IsAbs(cl.Kubeconfig) {
-			cl.Kubeconfig = filepath.Join(dir, cl.Kubeconfig)
+		for _, p := range []*string{&cl.Kubeconfig, &cl.KubeletClientCertificate, &cl.KubeletClientKey, &cl.KubeletCertificateAuthority} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(dir, *p)
+			}
 		}
 		c.Clusters[i] = cl
 	}
@@ -161,8 +176,15 @@ func validate(f *File) field.ErrorList {
 		if cl.Context != "" && cl.Kubeconfig == "" {
 			errs = append(errs, field.Invalid(ip.Child("context"), cl.Context, "context needs a kubeconfig"))
 		}
+		if (cl.KubeletClientCertificate == "") != (cl.KubeletClientKey == "") {
+			errs = append(errs, field.Required(ip.Child("kubeletClientKey"), "kubeletClientCertificate and kubeletClientKey go together"))
+		}
 		switch cl.Backend {
-		case "", BackendKubelet, BackendAPIServer:
+		case "", BackendKubelet:
+		case BackendAPIServer:
+			if cl.ownKubeletTLS() {
+				errs = append(errs, field.Forbidden(ip.Child("backend"), "kubelet certificates are for backend kubelet; backend apiserver reaches no kubelet"))
+			}
 		default:
 			errs = append(errs, field.NotSupported(ip.Child("backend"), cl.Backend, []Backend{BackendKubelet, BackendAPIServer}))
 		}

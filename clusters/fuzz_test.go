@@ -16,6 +16,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("authenticationCluster: b\nclusters:\n- {name: a, kubeconfig: /k, context: c}\n- {name: b, inCluster: true}\n"))
 	f.Add([]byte(`{"clusters":[{"name":"x","inCluster":true,"backend":"kubelet"}]}`))
 	f.Add([]byte("clusters: []\n"))
+	f.Add([]byte("clusters:\n- {name: k, inCluster: true, kubeletClientCertificate: c, kubeletClientKey: k, kubeletCertificateAuthority: ca}\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "/cfg")
@@ -39,6 +40,14 @@ func FuzzParse(f *testing.F) {
 			}
 			if cl.Kubeconfig != "" && !filepath.IsAbs(cl.Kubeconfig) {
 				t.Fatalf("cluster %q: relative kubeconfig %q", cl.Name, cl.Kubeconfig)
+			}
+			if (cl.KubeletClientCertificate == "") != (cl.KubeletClientKey == "") || (cl.ownKubeletTLS() && cl.Backend != BackendKubelet) {
+				t.Fatalf("cluster %q: kubelet files %+v", cl.Name, cl)
+			}
+			for _, p := range []string{cl.KubeletClientCertificate, cl.KubeletClientKey, cl.KubeletCertificateAuthority} {
+				if p != "" && !filepath.IsAbs(p) {
+					t.Fatalf("cluster %q: relative path %q", cl.Name, p)
+				}
 			}
 			if cl.Backend != BackendKubelet && cl.Backend != BackendAPIServer {
 				t.Fatalf("cluster %q: backend %q", cl.Name, cl.Backend)

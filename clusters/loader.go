@@ -60,6 +60,8 @@ func (m *Manager) Run(ctx context.Context, period time.Duration) {
 		defer w.Close()
 		events, errs = w.Events, w.Errors
 	}
+	// An edit between NewManager and the watch would otherwise wait a period.
+	m.Reload()
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	settle := time.NewTimer(time.Hour)

@@ -88,11 +88,12 @@ func (m *Manager) Resolver(name string) (portforward.Resolver, bool) {
 	return r.Resolver, true
 }
 
-// Backend returns the upstream backend of an apiserver cluster, nil for a
-// kubelet cluster or an unknown one (upgrade.Proxy.BackendFor).
+// Backend returns the backend of an apiserver cluster or of a kubelet
+// cluster with its own kubelet certificates; nil (the gateway's kubelet
+// backend) for the others and unknown ones (upgrade.Proxy.BackendFor).
 func (m *Manager) Backend(name string) *upgrade.Backend {
 	if r, ok := m.Runtime(name); ok {
-		return r.Upstream
+		return r.Backend
 	}
 	return nil
 }

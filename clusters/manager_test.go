@@ -147,15 +147,24 @@ func TestManagerReload(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); m.Run(ctx, time.Hour) }()
 		defer func() { cancel(); <-done }()
-		writeFile(t, path, "clusters:\n- {name: a, inCluster: true}\n- {name: d, inCluster: true, backend: apiserver}\n")
-		deadline := time.Now().Add(10 * time.Second)
-		for !m.Known("d") {
-			if time.Now().After(deadline) {
-				t.Fatal("cluster d not added 10s after the file changed")
+		waitFor := func(name string) {
+			t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for !m.Known(name) {
+				if time.Now().After(deadline) {
+					t.Fatalf("cluster %s not added 10s after the file changed", name)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
+		// Seen by Run's first read or by the watch, whichever comes first.
+		writeFile(t, path, "clusters:\n- {name: a, inCluster: true}\n- {name: d, inCluster: true, backend: apiserver}\n")
+		waitFor("d")
 		wantNames("a", "d")
+		// Run is watching now; its period is an hour: only the watch sees this.
+		writeFile(t, path, "clusters:\n- {name: a, inCluster: true}\n- {name: e, inCluster: true, backend: apiserver}\n")
+		waitFor("e")
+		wantNames("a", "e")
 	})
 }
 

@@ -2,8 +2,11 @@ package clusters
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +36,9 @@ type Settings struct {
 	// Upstream holds the dial and upgrade timeouts of apiserver backends;
 	// TLS and credentials come from each cluster's kubeconfig.
 	Upstream upgrade.BackendOptions
+	// Kubelet is the gateway's kubelet backend configuration (--kubelet-*),
+	// the base of a kubelet cluster with kubelet certificates of its own.
+	Kubelet upgrade.BackendOptions
 	// RESTConfig builds a cluster's client config; nil reads its kubeconfig
 	// or the in-cluster service account (tests replace it).
 	RESTConfig func(Cluster) (*rest.Config, error)
@@ -46,9 +52,10 @@ type Runtime struct {
 	Resolver   portforward.Resolver
 	Authorizer authorizer.Authorizer
 	ReadOnly   http.Handler
-	// Upstream dials the cluster's API server (backend apiserver); nil for
-	// backend kubelet, which uses the gateway's kubelet backend.
-	Upstream *upgrade.Backend
+	// Backend dials the cluster's API server (backend apiserver) or its
+	// kubelets with the cluster's own kubelet certificates; nil uses the
+	// gateway's kubelet backend.
+	Backend *upgrade.Backend
 
 	informers informers.SharedInformerFactory // backend kubelet only
 	stopCh    chan struct{}
@@ -79,13 +86,18 @@ func newRuntime(cl Cluster, s *Settings) (*Runtime, error) {
 	}
 	switch cl.Backend {
 	case BackendAPIServer:
-		if r.Upstream, err = newUpstream(cfg, s.Upstream); err != nil {
+		if r.Backend, err = newUpstream(cfg, s.Upstream); err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
 		}
 		if r.Resolver, err = newUpstreamResolver(r.Client, cfg); err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
 		}
 	default:
+		if cl.ownKubeletTLS() {
+			if r.Backend, err = kubeletBackend(cl, s.Kubelet); err != nil {
+				return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+			}
+		}
 		r.informers = informers.NewSharedInformerFactory(r.Client, 0)
 		r.Resolver = &resolve.Resolver{
 			Client: r.Client, Nodes: r.informers.Core().V1().Nodes().Lister(),
@@ -93,6 +105,35 @@ func newRuntime(cl Cluster, s *Settings) (*Runtime, error) {
 		}
 	}
 	return r, nil
+}
+
+// kubeletBackend is base with cl's kubelet certificate and CA in place of
+// the gateway's.
+func kubeletBackend(cl Cluster, base upgrade.BackendOptions) (*upgrade.Backend, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base.TLS != nil {
+		tc = base.TLS.Clone()
+	}
+	if cl.KubeletClientCertificate != "" {
+		kp, err := tls.LoadX509KeyPair(cl.KubeletClientCertificate, cl.KubeletClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("kubeletClientCertificate/kubeletClientKey: %w", err)
+		}
+		tc.Certificates, tc.GetClientCertificate = []tls.Certificate{kp}, nil
+	}
+	if cl.KubeletCertificateAuthority != "" {
+		pem, err := os.ReadFile(cl.KubeletCertificateAuthority)
+		if err != nil {
+			return nil, fmt.Errorf("kubeletCertificateAuthority: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kubeletCertificateAuthority: no certificates found in %s", cl.KubeletCertificateAuthority)
+		}
+		tc.InsecureSkipVerify = false
+	}
+	base.TLS = tc
+	return upgrade.NewBackend(base), nil
 }
 
 // RESTConfig reads cl's kubeconfig (and context) or the in-cluster

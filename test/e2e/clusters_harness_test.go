@@ -21,8 +21,7 @@ import (
 
 // clustersEnv is a gateway started with --clusters-config in front of
 // several dev clusters, each with its own in-memory API server (and so its
-// own SubjectAccessReviews) and its own test kubelet. They share one CA so
-// that the gateway's kubelet client certificate is good for every kubelet.
+// own SubjectAccessReviews) and its own test kubelet.
 type clustersEnv struct {
 	*env // its cluster is "a"
 	dir  string
@@ -56,13 +55,19 @@ func (ce *clustersEnv) startDevCluster(t *testing.T, name string, ca *pki.CA, po
 }
 
 // writeClusters writes the clusters file naming each cluster (in order)
-// with its backend; every dev cluster is a kubelet cluster.
+// with its backend; every dev cluster is a kubelet cluster. A cluster with
+// a CA of its own gets its own kubelet certificate and CA.
 func (ce *clustersEnv) writeClusters(t *testing.T, names ...string) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("clusters:\n")
 	for _, n := range names {
-		fmt.Fprintf(&b, "- name: %s\n  kubeconfig: %s\n  backend: kubelet\n", n, ce.clusters[n].Files.GatewayKubeconfig)
+		cl := ce.clusters[n]
+		fmt.Fprintf(&b, "- name: %s\n  kubeconfig: %s\n  backend: kubelet\n", n, cl.Files.GatewayKubeconfig)
+		if cl.CA != ce.cluster.CA {
+			fmt.Fprintf(&b, "  kubeletClientCertificate: %s\n  kubeletClientKey: %s\n  kubeletCertificateAuthority: %s\n",
+				cl.Files.KubeletClientCert, cl.Files.KubeletClientKey, cl.Files.CA)
+		}
 	}
 	tmp := ce.file + ".tmp"
 	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
@@ -75,7 +80,9 @@ func (ce *clustersEnv) writeClusters(t *testing.T, names ...string) {
 }
 
 // newClustersEnv starts dev clusters a and b (pods hash-a, hash-b, and
-// "shared" in both) and a gateway serving them from a clusters file.
+// "shared" in both; b with a CA of its own, so its kubelet needs the
+// cluster's own kubelet certificate) and a gateway serving them from a
+// clusters file.
 func newClustersEnv(t *testing.T) *clustersEnv {
 	t.Helper()
 	ce := &clustersEnv{dir: t.TempDir(), clusters: map[string]*devcluster.Cluster{}}
@@ -83,7 +90,7 @@ func newClustersEnv(t *testing.T) *clustersEnv {
 	ce.env = &env{t: t, hash: startHashPod(t)}
 	a := ce.startDevCluster(t, "a", nil, "shared")
 	ce.cluster = a
-	ce.startDevCluster(t, "b", a.CA, "shared")
+	ce.startDevCluster(t, "b", nil, "shared")
 	ce.writeClusters(t, "a", "b")
 
 	o := options.NewOptions()

@@ -39,6 +39,7 @@ func (g *Gateway) kubeClient(c *completedConfig) (kubernetes.Interface, error) {
 		},
 		// An upstream API server is dialed with the kubelet timeouts.
 		Upstream: upgrade.BackendOptions{DialTimeout: o.Kubelet.DialTimeout, KeepAlive: o.Kubelet.KeepAlive, UpgradeTimeout: o.Kubelet.UpgradeTimeout},
+		Kubelet:  c.backend,
 	}
 	m, err := clusters.NewManager(o.Clusters.ConfigFile, s, g.Registry)
 	if err != nil {
