@@ -29,15 +29,15 @@ type Resolver interface {
 // Handler serves port-forward requests for the clusters it has resolvers for.
 type Handler struct {
 	Resolvers map[string]Resolver
-	// ResolverFor, when set, replaces Resolvers: the clusters served change
-	// when the clusters file is reloaded (package clusters).
-	ResolverFor func(cluster string) (Resolver, bool)
-	Proxy       *upgrade.Proxy
-	Sessions    *session.Registry
-	Metrics     *metrics.Metrics
+	Proxy     *upgrade.Proxy
+	Sessions  *session.Registry
+	Metrics   *metrics.Metrics
 	// Policy is the gateway policy; nil (or a nil loader) allows what the
 	// cluster's authorization allows.
 	Policy *policy.Loader
+	// ResolverFor, when set, replaces Resolvers: the clusters served change
+	// when the clusters file is reloaded (package clusters).
+	ResolverFor func(cluster string) (Resolver, bool)
 }
 
 // reject answers a request refused before its session began, and counts it.

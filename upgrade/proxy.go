@@ -31,16 +31,17 @@ import (
 // Proxy forwards resolved port-forward requests to kubelets.
 type Proxy struct {
 	Backend *Backend
-	// BackendFor, when set, may name another backend for a cluster (an
-	// upstream API server, package clusters); nil answers mean Backend.
-	BackendFor func(cluster string) *Backend
-	Metrics    *metrics.Metrics
+	Metrics *metrics.Metrics
 	// Streams, when set, relays SPDY and WebSocket-tunnel sessions stream
 	// by stream (package relay); nil splices them opaquely, as the API
 	// server does. Legacy WebSocket sessions are always spliced.
 	Streams *StreamOptions
 	// Liveness configures pings to both peers; the zero value sends none.
 	Liveness Liveness
+	// BackendFor, when set, may name another backend for a cluster (an
+	// upstream API server or a cluster's own kubelet certificates, package
+	// clusters); nil answers mean Backend.
+	BackendFor func(cluster string) *Backend
 }
 
 // StreamOptions configure the stream-aware splice.

@@ -47,9 +47,10 @@ type Gateway struct {
 	ready, draining         atomic.Bool
 	authn                   *authn.Authenticator
 	informers               informers.SharedInformerFactory
-	audit                   *audit.Auditor    // nil without an audit sink
-	policy                  *policy.Loader    // nil without --policy-file
-	clusters                *clusters.Manager // nil without --clusters-config
+	audit                   *audit.Auditor // nil without an audit sink
+	policy                  *policy.Loader // nil without --policy-file
+
+	clusters *clusters.Manager // nil without --clusters-config
 }
 
 // New builds a gateway and binds its listeners; Run serves.
