@@ -9,12 +9,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	gwebsocket "github.com/gorilla/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/pfgateway/pfgateway/devcluster"
 )
 
 // The kube-apiserver's audit: metadata of every pods/portforward request,
@@ -74,9 +78,15 @@ func (c *controlPlane) portForwardAudit(t *testing.T) []auditv1.Event {
 }
 
 // waitAudit waits (the audit log is written asynchronously) for an event
-// of the gateway impersonating user with userAgent containing ua and the
-// given response code.
+// of the gateway impersonating user with userAgent containing ua, verb
+// create and the given response code.
 func (c *controlPlane) waitAudit(t *testing.T, user, ua string, code int32) {
+	t.Helper()
+	c.waitAuditVerb(t, user, ua, "create", code)
+}
+
+// waitAuditVerb is waitAudit for another verb.
+func (c *controlPlane) waitAuditVerb(t *testing.T, user, ua, verb string, code int32) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -87,7 +97,7 @@ func (c *controlPlane) waitAudit(t *testing.T, user, ua string, code int32) {
 				imp = ev.ImpersonatedUser.Username
 			}
 			got := ev.ResponseStatus != nil && ev.ResponseStatus.Code == code
-			if ev.User.Username == gatewayUser && imp == user && ev.Verb == "create" && strings.Contains(ev.UserAgent, ua) && got &&
+			if ev.User.Username == gatewayUser && imp == user && ev.Verb == verb && strings.Contains(ev.UserAgent, ua) && got &&
 				slices.Contains(ev.ImpersonatedUser.Groups, "system:authenticated") {
 				return
 			}
@@ -186,4 +196,41 @@ func getBody(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	return string(b)
+}
+
+// TestClustersUpstreamLegacyWebSocket: a legacy WebSocket client (the
+// Python, JavaScript and C# clients' v4.channel.k8s.io) through the
+// apiserver backend: the gateway sends the upstream a GET with ports=, the
+// real API server reaches the kubelet, and the kubelet's port prefix comes
+// back on both channels of the port; the upstream audits the caller.
+func TestClustersUpstreamLegacyWebSocket(t *testing.T) {
+	c := needControlPlane(t)
+	g := c.startGateway(t, "--clusters-config="+c.clustersFile(t))
+	tc := devcluster.ClientTLS(c.ca, c.user(t, userAllowed, "devs"))
+	tc.NextProtos = []string{"http/1.1"}
+	d := gwebsocket.Dialer{TLSClientConfig: tc, Subprotocols: []string{"v4.channel.k8s.io"}, HandshakeTimeout: 30 * time.Second}
+	u := "wss" + strings.TrimPrefix(g.addr, "https") + "/clusters/upstream" + pfPath + "?ports=" + strconv.Itoa(podPort)
+	ws, resp, err := d.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("legacy WebSocket through the apiserver backend: %v (response %v)", err, resp)
+	}
+	defer ws.Close()
+	if ws.Subprotocol() != "v4.channel.k8s.io" {
+		t.Errorf("subprotocol %q", ws.Subprotocol())
+	}
+	// Channel 0 (data) and 1 (error) each start with the port, 2 bytes
+	// little endian, written by the kubelet.
+	want := map[byte]bool{0: true, 1: true}
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for len(want) > 0 {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("reading the port prefixes (still expecting channels %v): %v", want, err)
+		}
+		if len(msg) != 3 || !want[msg[0]] || msg[1] != byte(podPort&0xff) || msg[2] != byte(podPort>>8) {
+			t.Fatalf("unexpected message %v, want [channel %d %d] for channels %v", msg, podPort&0xff, podPort>>8, want)
+		}
+		delete(want, msg[0])
+	}
+	c.waitAuditVerb(t, userAllowed, "", "get", http.StatusSwitchingProtocols)
 }
