@@ -44,7 +44,7 @@ func (ce *clustersEnv) startDevCluster(t *testing.T, name string, ca *pki.CA, po
 	if err != nil {
 		t.Fatalf("devcluster %s: %v", name, err)
 	}
-	t.Cleanup(cl.Close)
+	ce.env.t.Cleanup(cl.Close) // the whole test's: it may be started in a subtest
 	for _, p := range append([]string{"hash-" + name}, pods...) {
 		if err := cl.AddPod(devcluster.Pod{Name: p, Ports: map[int32]string{hashPort: ce.hash.Addr()}}); err != nil {
 			t.Fatal(err)
@@ -87,7 +87,7 @@ func newClustersEnv(t *testing.T) *clustersEnv {
 	t.Helper()
 	ce := &clustersEnv{dir: t.TempDir(), clusters: map[string]*devcluster.Cluster{}}
 	ce.file = filepath.Join(ce.dir, "clusters.yaml")
-	ce.env = &env{t: t, hash: startHashPod(t)}
+	ce.env = &env{t: t, hash: startHashPod(t)} // before startDevCluster, which uses env.t
 	a := ce.startDevCluster(t, "a", nil, "shared")
 	ce.cluster = a
 	ce.startDevCluster(t, "b", nil, "shared")
@@ -100,6 +100,7 @@ func newClustersEnv(t *testing.T) *clustersEnv {
 	o.Serving.TLSCertFile, o.Serving.TLSPrivateKeyFile, o.Serving.ClientCAFile = f.ServingCert, f.ServingKey, f.CA
 	o.Serving.ShutdownGracePeriod = 2 * time.Second
 	o.Clusters.ConfigFile = ce.file
+	o.Authn.TokenWebhook = true // checked in the authentication cluster, a
 	o.Kubelet.ClientCertificate, o.Kubelet.ClientKey, o.Kubelet.CertificateAuthority = f.KubeletClientCert, f.KubeletClientKey, f.CA
 	o.Metrics.BindAddress = "127.0.0.1:0"
 	ce.opts = o

@@ -3,11 +3,15 @@ package e2e
 import (
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/pfgateway/pfgateway/devcluster/apiserver"
 )
 
 // clusterBReason is cluster b's RBAC stand-in's reason for denying alice
@@ -148,12 +152,47 @@ func TestClusters(t *testing.T) {
 		f.stop()
 	})
 
+	t.Run("should check bearer tokens in the authentication cluster only", func(t *testing.T) {
+		token := secret(t, "bob")
+		ce.cluster.APIServer.SetTokens(map[string]apiserver.TokenUser{token: {Username: "bob", Groups: []string{"ops"}}})
+		bob := &rest.Config{Host: ce.cfg.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: ce.cluster.CA.CertPEM}}
+		f := startForward(t, dialer(t, dialSPDY, bob, ce.pfURL("/clusters/c", "hash-c")), hashPort)
+		c, err := f.dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := transfer(t, c, size, size); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+		f.stop()
+		reviews := func(name string) int {
+			n := 0
+			for _, r := range ce.clusters[name].APIServer.Requests() {
+				if r.Method == http.MethodPost && r.Path == apiserver.TokenReviewPath {
+					n++
+				}
+			}
+			return n
+		}
+		if a, c := reviews("a"), reviews("c"); a != 1 || c != 0 {
+			t.Errorf("TokenReviews: %d in cluster a, %d in cluster c; want 1 and 0", a, c)
+		}
+		var users []string
+		for _, r := range ce.clusters["c"].APIServer.SubjectAccessReviews() {
+			users = append(users, r.Spec.User)
+		}
+		if !slices.Contains(users, "bob") {
+			t.Errorf("cluster c reviewed %v, want bob among them", users)
+		}
+	})
+
 	t.Run("should label metrics per configured cluster", func(t *testing.T) {
 		want := map[string]float64{
 			"cluster=a,outcome=completed": 4, // 2 client-go, kubectl 1.27, shared
 			"cluster=a,outcome=rejected":  2, // the two 404s of hash-b
 			"cluster=b,outcome=completed": 4, // 2 client-go, kubectl 1.33, the live session
-			"cluster=c,outcome=completed": 1,
+			"cluster=c,outcome=completed": 2, // client-go as alice, and as bob with a token
 		}
 		var got map[string]float64
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
