@@ -39,6 +39,10 @@ type Options struct {
 	// ForwardLinger is the kubelet's wait for a forward's second direction
 	// (kubelet.Options); zero keeps containerd's 1 s.
 	ForwardLinger time.Duration
+	// CA, when set, signs this cluster's certificates instead of a new CA
+	// of its own, so one gateway's kubelet client certificate is accepted
+	// by the kubelets of several dev clusters.
+	CA *pki.CA
 }
 
 // Files are the paths a gateway is configured with.
@@ -65,10 +69,12 @@ func Start(o Options) (*Cluster, error) {
 	if o.GitVersion == "" {
 		o.GitVersion = "v1.33.0"
 	}
-	c := &Cluster{dir: o.Dir}
+	c := &Cluster{dir: o.Dir, CA: o.CA}
 	var err error
-	if c.CA, err = pki.NewCA("pfgateway-dev-ca"); err != nil {
-		return nil, err
+	if c.CA == nil {
+		if c.CA, err = pki.NewCA("pfgateway-dev-ca"); err != nil {
+			return nil, err
+		}
 	}
 	apiCert, err := c.CA.Issue(pki.Loopback("dev-apiserver"))
 	if err != nil {

@@ -35,6 +35,9 @@ type Handler struct {
 	// Policy is the gateway policy; nil (or a nil loader) allows what the
 	// cluster's authorization allows.
 	Policy *policy.Loader
+	// ResolverFor, when set, replaces Resolvers: the clusters served change
+	// when the clusters file is reloaded (package clusters).
+	ResolverFor func(cluster string) (Resolver, bool)
 }
 
 // reject answers a request refused before its session began, and counts it.
@@ -52,7 +55,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	vars := mux.Vars(req)
 	ns, name := vars["namespace"], vars["name"]
 	cluster := router.ClusterFrom(req.Context())
-	resolver, ok := h.Resolvers[cluster]
+	resolver, ok := h.resolver(cluster)
 	if !ok {
 		status.Write(w, req, apierrors.NewInternalError(errors.New("no resolver for cluster "+cluster)))
 		return

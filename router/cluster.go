@@ -70,12 +70,20 @@ func withClusterPrefix(next http.Handler, defaultCluster string) http.Handler {
 	})
 }
 
+// known is c.Known, or membership in c.Clusters.
+func (c Config) known() func(string) bool {
+	if c.Known != nil {
+		return c.Known
+	}
+	return func(name string) bool { return slices.Contains(c.Clusters, name) }
+}
+
 // withKnownCluster answers 404 for clusters the gateway does not serve. It
 // runs after authentication, so unauthenticated callers learn nothing about
 // which clusters exist.
-func withKnownCluster(next http.Handler, clusters []string) http.Handler {
+func withKnownCluster(next http.Handler, known func(string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if c := ClusterFrom(req.Context()); !slices.Contains(clusters, c) {
+		if c := ClusterFrom(req.Context()); !known(c) {
 			status.Write(w, req, apierrors.NewNotFound(schema.GroupResource{Resource: "clusters"}, c))
 			return
 		}

@@ -28,6 +28,9 @@ type Config struct {
 	// Clusters names the clusters served; the first is the default for paths
 	// without a /clusters/{name} prefix.
 	Clusters []string
+	// Known, when set, says which clusters are served now (they change when
+	// the clusters file is reloaded); nil means exactly Clusters.
+	Known func(cluster string) bool
 	// Authenticator identifies callers; requests it rejects get a 401 Status.
 	Authenticator authenticator.Request
 	// Authorizer decides each port-forward (authz.PortForwardAttributes);
@@ -60,7 +63,7 @@ func New(c Config) http.Handler {
 	h := routes(c)
 	h = authz.WithPortForwardAuthorization(h, c.Authorizer)
 	h = authz.WithImpersonationRefused(h)
-	h = withKnownCluster(h, c.Clusters)
+	h = withKnownCluster(h, c.known())
 	failed := genericapifilters.Unauthorized(scheme.Codecs.WithoutConversion())
 	if c.Audit != nil {
 		h, failed = c.Audit.WithRefused(h), c.Audit.WithFailedAuthentication(failed)

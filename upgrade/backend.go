@@ -38,6 +38,10 @@ type BackendOptions struct {
 	FollowRedirects bool
 	// MaxRedirects bounds how many redirects are followed.
 	MaxRedirects int
+	// WrapRequest, when set, rewrites each request before it is sent: an
+	// upstream API server backend adds the gateway's credentials and the
+	// caller's impersonation headers there (package clusters).
+	WrapRequest func(*http.Request) (*http.Request, error)
 }
 
 // Backend dials kubelets for upgrade requests.
@@ -87,6 +91,12 @@ type upgraded struct {
 func (b *Backend) dial(ctx context.Context, req *http.Request) (*upgraded, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.UpgradeTimeout)
 	defer cancel()
+	if b.opts.WrapRequest != nil {
+		var err error
+		if req, err = b.opts.WrapRequest(req); err != nil {
+			return nil, &BackendError{Reason: metrics.ReasonBadResponse, Internal: true, Err: fmt.Errorf("preparing the upstream request: %w", err)}
+		}
+	}
 	origin := req.URL
 	for redirects := 0; ; redirects++ {
 		up, err := b.roundTrip(ctx, req)

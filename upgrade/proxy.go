@@ -41,6 +41,10 @@ type Proxy struct {
 	// Reconnect replaces a lost kubelet connection under a live
 	// stream-aware session (redial.go); the zero value ends the session.
 	Reconnect Reconnect
+	// BackendFor, when set, may name another backend for a cluster (an
+	// upstream API server or a cluster's own kubelet certificates, package
+	// clusters); nil answers mean Backend.
+	BackendFor func(cluster string) *Backend
 }
 
 // StreamOptions configure the stream-aware splice.
@@ -60,7 +64,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, req *http.Request, s *session.Sessi
 // ServeResolved is Serve for a session whose pod re can resolve again:
 // with Reconnect enabled, a lost kubelet connection is then replaced.
 func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *session.Session, target *url.URL, node string, re Reresolve) {
-	up, err := p.Backend.dial(req.Context(), backendRequest(req, s.Protocol, target, s.Ports))
+	up, err := p.backend(s).dial(req.Context(), backendRequest(req, s.Protocol, target, s.Ports))
 	if err != nil {
 		p.fail(w, req, s, node, err)
 		return

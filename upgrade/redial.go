@@ -89,7 +89,7 @@ func (p *Proxy) redialer(s *session.Session, req *http.Request, re Reresolve, pr
 		breq := backendRequest(req, s.Protocol, target, s.Ports).WithContext(ctx)
 		breq.Header.Del(httpstream.HeaderProtocolVersion)
 		breq.Header.Set(httpstream.HeaderProtocolVersion, proto)
-		up, err := p.Backend.dial(ctx, breq)
+		up, err := p.backend(s).dial(ctx, breq)
 		if err != nil {
 			reason := metrics.ReasonDial
 			var be *BackendError

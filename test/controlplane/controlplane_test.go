@@ -182,12 +182,20 @@ func (c *controlPlane) startAPIServer(bin string) error {
 		"--service-account-signing-key-file=" + c.path("sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/24",
 		"--authorization-mode=Node,RBAC",
+		// The kubelet wants a client certificate from the CA: the API
+		// server's own port-forwards (the gateway's apiserver backend) need one.
+		"--kubelet-client-certificate=" + c.kubeletCert, "--kubelet-client-key=" + c.kubeletKey,
+		"--kubelet-certificate-authority=" + c.caFile,
+		"--audit-policy-file=" + c.path(auditPolicyFile), "--audit-log-path=" + c.path(auditLogFile),
 		"--anonymous-auth=false",
 		// No controller-manager runs: no Endpoints reconciling on
 		// loopback, and no flow control to keep the process small.
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
+	}
+	if err := os.WriteFile(c.path(auditPolicyFile), []byte(auditPolicy), 0o600); err != nil {
+		return err
 	}
 	if c.apiserver, err = startProcess("kube-apiserver", c.path("kube-apiserver.log"), bin, args...); err != nil {
 		return err

@@ -121,7 +121,7 @@ func TestErrors(t *testing.T) {
 		{name: "should answer 400 for legacy WebSocket without ports", method: "GET", path: pf("hash"), header: legacyUpgrade,
 			wantCode: 400, wantReason: metav1.StatusReasonBadRequest, wantMsg: `query parameter "ports" is required`},
 		{name: "should answer 503 naming the node when its kubelet port is closed", method: "POST", path: pf("on-dead-node"), header: spdyUpgrade,
-			wantCode: 503, wantReason: metav1.StatusReasonServiceUnavailable, wantMsg: `kubelet on node "dead-node"`, within: 2 * time.Second},
+			wantCode: 503, wantReason: metav1.StatusReasonServiceUnavailable, wantMsg: `kubelet on node "dead-node"`, within: 6 * time.Second},
 		{name: "should answer 504 when the kubelet never answers", method: "POST", path: pf("on-silent-node"), header: spdyUpgrade,
 			wantCode: 504, wantReason: metav1.StatusReasonTimeout, wantMsg: `timed out waiting for the kubelet on node "silent-node"`,
 			notBefore: 1500 * time.Millisecond, within: 6 * time.Second},

@@ -29,7 +29,10 @@ func restartingPod(t *testing.T, e *env, name string) *faultProxy {
 // a running forward: a transfer, the pod's listener closes, a connection
 // comes meanwhile (the kubelet's dial is refused), the listener reopens. It
 // reports whether the same forward then still carries a transfer.
-func listenerRestart(t *testing.T, pod *faultProxy, dial func() (net.Conn, error), ended func(time.Duration) bool) bool {
+// wait is how long the session gets to end after the refusal: long where
+// it must end (client-go's close can take seconds on a loaded machine),
+// short where it must not.
+func listenerRestart(t *testing.T, pod *faultProxy, dial func() (net.Conn, error), ended func(time.Duration) bool, wait time.Duration) bool {
 	t.Helper()
 	if _, err := transferAll(t, 1, dial, 1<<20, 1<<20); err != nil {
 		t.FailNow()
@@ -48,7 +51,7 @@ func listenerRestart(t *testing.T, pod *faultProxy, dial func() (net.Conn, error
 	}
 	_ = c.Close()
 	pod.reopen()
-	if ended(5 * time.Second) {
+	if ended(wait) {
 		return false
 	}
 	c, err = dial()
@@ -71,6 +74,7 @@ func isEOFOrReset(err error) bool {
 // instead, and the same ForwardPorts (and the same kubectl 1.33 process)
 // carries the next connection once the listener is back.
 func TestPodListenerRestart(t *testing.T) {
+	const endWait, surviveWait = 30 * time.Second, 3 * time.Second
 	logs := captureLogs(t)
 	eMsg := newEnv(t)
 	eReset := newEnv(t, func(o *options.Options) { o.Reconnect.ForwardError = options.ForwardErrorReset })
@@ -82,7 +86,7 @@ func TestPodListenerRestart(t *testing.T) {
 			CertFile: f.KubeletClientCert, KeyFile: f.KubeletClientKey, CAFile: f.CA}}
 		u := &url.URL{Scheme: "https", Host: eMsg.cluster.Kubelet.Addr(), Path: "/portForward/default/flaky"}
 		fw := startForward(t, dialer(t, dialSPDY, cfg, u), hashPort)
-		if listenerRestart(t, pod, fw.dial, endedWithin(t, fw)) {
+		if listenerRestart(t, pod, fw.dial, endedWithin(t, fw), endWait) {
 			t.Fatal("the direct session survived a refused forward; client-go closes it on any error-stream text")
 		}
 	})
@@ -100,7 +104,11 @@ func TestPodListenerRestart(t *testing.T) {
 				name := "flaky-" + string(kind)
 				pod := restartingPod(t, tt.e, name)
 				fw := startForward(t, dialer(t, kind, tt.e.cfg, tt.e.pfURL("", name)), hashPort)
-				if got := listenerRestart(t, pod, fw.dial, endedWithin(t, fw)); got != tt.survive {
+				wait := endWait
+				if tt.survive {
+					wait = surviveWait
+				}
+				if got := listenerRestart(t, pod, fw.dial, endedWithin(t, fw), wait); got != tt.survive {
 					t.Fatalf("%s: the session survived: %v, want %v", kind, got, tt.survive)
 				}
 				fw.stop()
@@ -116,7 +124,7 @@ func TestPodListenerRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		dial := func() (net.Conn, error) { return net.Dial("tcp", addr) }
-		if !listenerRestart(t, pod, dial, run.wait) {
+		if !listenerRestart(t, pod, dial, run.wait, surviveWait) {
 			t.Fatalf("kubectl exited: %v\nstderr:\n%s", run.waitErr, run.stderr)
 		}
 		run.kill()

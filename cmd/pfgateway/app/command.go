@@ -37,7 +37,7 @@ func NewCommand() *cobra.Command {
 	}
 	o.AddFlags(cmd.Flags())
 	addKlogFlags(cmd)
-	cmd.AddCommand(newDemoCommand())
+	cmd.AddCommand(newDemoCommand(), newKubeconfigCommand())
 	return cmd
 }
 

@@ -51,16 +51,21 @@ func Complete(o *options.Options) (*completedConfig, error) {
 		ClientAuth: tls.RequestClientCert,
 	}
 
-	if o.Cluster.Kubeconfig == "" {
+	switch {
+	case o.Clusters.ConfigFile != "":
+		// Each cluster's access is in the clusters file (package clusters).
+	case o.Cluster.Kubeconfig == "":
 		c.clusterREST, err = rest.InClusterConfig()
-	} else {
+	default:
 		c.clusterREST, err = clientcmd.BuildConfigFromFlags("", o.Cluster.Kubeconfig)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
-	c.clusterREST.QPS, c.clusterREST.Burst = o.Cluster.QPS, o.Cluster.Burst
-	c.clusterREST.UserAgent = "pfgateway"
+	if c.clusterREST != nil {
+		c.clusterREST.QPS, c.clusterREST.Burst = o.Cluster.QPS, o.Cluster.Burst
+		c.clusterREST.UserAgent = "pfgateway"
+	}
 
 	types, _ := resolve.ParseAddressTypes(o.Kubelet.PreferredAddressTypes) // validated
 	c.resolver = resolve.Resolver{AddressTypes: types, DefaultPort: int32(o.Kubelet.DefaultPort), RequireRunning: true}

@@ -14,13 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/pfgateway/pfgateway/apiproxy"
 	"github.com/pfgateway/pfgateway/audit"
 	"github.com/pfgateway/pfgateway/authn"
+	"github.com/pfgateway/pfgateway/clusters"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
 	"github.com/pfgateway/pfgateway/metrics"
 	"github.com/pfgateway/pfgateway/podwatch"
@@ -54,6 +54,8 @@ type Gateway struct {
 	informers               informers.SharedInformerFactory
 	audit                   *audit.Auditor // nil without an audit sink
 	policy                  *policy.Loader // nil without --policy-file
+
+	clusters *clusters.Manager // nil without --clusters-config
 }
 
 // New builds a gateway and binds its listeners; Run serves.
@@ -65,13 +67,15 @@ func New(c *completedConfig) (*Gateway, error) {
 	g.Sessions = session.NewRegistry(m)
 	g.Sessions.SetLimits(sessionLimits(c.opts.Limits))
 
-	client, err := kubernetes.NewForConfig(c.clusterREST)
+	client, err := g.kubeClient(c)
 	if err != nil {
-		return nil, fmt.Errorf("cluster client: %w", err)
+		return nil, err
 	}
 	g.informers = informers.NewSharedInformerFactory(client, 0)
 	res := c.resolver
-	res.Client, res.Nodes = client, g.informers.Core().V1().Nodes().Lister()
+	if g.clusters == nil { // else each cluster has its own (package clusters)
+		res.Client, res.Nodes = client, g.informers.Core().V1().Nodes().Lister()
+	}
 
 	ro, err := apiproxy.New(map[string]*rest.Config{c.opts.Cluster.Name: c.clusterREST})
 	if err != nil {
@@ -91,10 +95,14 @@ func New(c *completedConfig) (*Gateway, error) {
 		g.Sessions.SetObserver(g.audit)
 	}
 	// One pod watcher per cluster ends sessions whose pod or node is gone.
-	pods := podwatch.New(client, c.opts.Cluster.Name, podwatch.Options{})
-	g.Sessions.AddObserver(pods)
-	if err := pods.WatchNodes(g.informers.Core().V1().Nodes().Informer()); err != nil {
-		return nil, err
+	if g.clusters != nil {
+		g.Sessions.AddObserver(newClusterPods(g.clusters))
+	} else {
+		pods := podwatch.New(client, c.opts.Cluster.Name, podwatch.Options{})
+		g.Sessions.AddObserver(pods)
+		if err := pods.WatchNodes(g.informers.Core().V1().Nodes().Informer()); err != nil {
+			return nil, err
+		}
 	}
 	if g.policy, err = newPolicy(c.opts, g.Registry); err != nil {
 		return nil, err
@@ -107,12 +115,14 @@ func New(c *completedConfig) (*Gateway, error) {
 		Metrics:  m,
 		Policy:   g.policy,
 	}
-	handler := router.New(router.Config{
+	rc := router.Config{
 		Clusters: []string{c.opts.Cluster.Name}, Authenticator: g.authn, PortForward: pf, ReadOnly: ro,
 		Authorizer:   az,
 		Audit:        g.audit,
 		APIAudiences: c.opts.Authn.APIAudiences,
-	})
+	}
+	g.useClusters(pf, &rc)
+	handler := router.New(rc)
 
 	s := c.opts.Serving
 	g.server = &http.Server{
@@ -171,6 +181,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go g.policy.Run(runCtx, policyCheckPeriod)
 	}
 	g.informers.Start(runCtx.Done())
+	if g.clusters != nil {
+		done := make(chan struct{})
+		go func() { defer close(done); g.clusters.Run(runCtx, clustersCheckPeriod) }()
+		defer func() { cancel(); <-done }() // its informers are stopped before Run returns
+	}
 	go g.Sessions.Sweep(runCtx) // idle until some session has a time limit
 
 	errc := make(chan error, 2)
@@ -184,6 +199,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 				klog.ErrorS(nil, "Informer cache did not sync; /readyz stays failing", "type", typ)
 				return
 			}
+		}
+		if g.clusters != nil && !g.clusters.WaitForCacheSync(syncCtx) {
+			klog.ErrorS(nil, "A cluster's node informer did not sync; /readyz stays failing")
+			return
 		}
 		g.ready.Store(true)
 	}()

@@ -32,6 +32,7 @@ type Options struct {
 	Policy        PolicyOptions
 	Limits        LimitsOptions
 	Shutdown      ShutdownOptions
+	Clusters      ClustersOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -136,6 +137,7 @@ func NewOptions() *Options {
 		Policy:        NewPolicyOptions(),
 		Limits:        NewLimitsOptions(),
 		Shutdown:      NewShutdownOptions(),
+		Clusters:      NewClustersOptions(),
 	}
 }
 
@@ -187,6 +189,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Policy.AddFlags(fs)
 	o.Limits.AddFlags(fs)
 	o.Shutdown.AddFlags(fs)
+	o.Clusters.AddFlags(fs)
 }
 
 // Validate returns every problem, each naming its flag.
@@ -264,6 +267,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Policy.Validate()...)
 	errs = append(errs, o.Limits.Validate()...)
 	errs = append(errs, o.Shutdown.Validate()...)
+	errs = append(errs, o.Clusters.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 
