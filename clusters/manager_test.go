@@ -2,6 +2,9 @@ package clusters
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"github.com/pfgateway/pfgateway/upgrade"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,6 +34,35 @@ func testSettings() Settings {
 		RESTConfig: func(cl Cluster) (*rest.Config, error) {
 			return &rest.Config{Host: "https://127.0.0.1:1/prefix-" + cl.Name, BearerToken: "gateway-token"}, nil
 		},
+		// The --kubelet-* identity (never used: nothing is dialed).
+		Kubelet: upgrade.BackendOptions{TLS: &tls.Config{Certificates: []tls.Certificate{{}}, RootCAs: x509.NewCertPool()}},
+	}
+}
+
+// A kubelet cluster needs a client certificate and a CA, its own or the
+// gateway's; an API-server cluster needs neither.
+func TestKubeletIdentity(t *testing.T) {
+	gateway := upgrade.BackendOptions{TLS: &tls.Config{Certificates: []tls.Certificate{{}}, RootCAs: x509.NewCertPool()}}
+	noCert := upgrade.BackendOptions{TLS: &tls.Config{RootCAs: x509.NewCertPool()}}
+	noCA := upgrade.BackendOptions{TLS: &tls.Config{Certificates: []tls.Certificate{{}}}}
+	for _, tc := range []struct {
+		name string
+		cl   Cluster
+		base upgrade.BackendOptions
+		want string
+	}{
+		{name: "the gateway's", base: gateway},
+		{name: "its own", cl: Cluster{KubeletClientCertificate: "c", KubeletClientKey: "k", KubeletCertificateAuthority: "ca"}, base: upgrade.BackendOptions{}},
+		{name: "no certificate", base: noCert, want: "backend kubelet needs a kubelet client certificate"},
+		{name: "no CA", base: noCA, want: "backend kubelet needs the kubelet CA"},
+		{name: "own certificate, no CA", cl: Cluster{KubeletClientCertificate: "c", KubeletClientKey: "k"}, base: upgrade.BackendOptions{}, want: "backend kubelet needs the kubelet CA"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := kubeletIdentity(tc.cl, tc.base)
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.HasPrefix(err.Error(), tc.want)) {
+				t.Errorf("kubeletIdentity: %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -99,6 +100,9 @@ func newRuntime(cl Cluster, s *Settings) (*Runtime, error) {
 				return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
 			}
 		}
+		if err := kubeletIdentity(cl, s.Kubelet); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", cl.Name, err)
+		}
 		r.informers = informers.NewSharedInformerFactory(r.Client, 0)
 		r.Resolver = &resolve.Resolver{
 			Client: r.Client, Nodes: r.informers.Core().V1().Nodes().Lister(),
@@ -106,6 +110,22 @@ func newRuntime(cl Cluster, s *Settings) (*Runtime, error) {
 		}
 	}
 	return r, nil
+}
+
+// kubeletIdentity checks that a kubelet cluster has a client certificate
+// and a way to verify kubelets, its own or the gateway's --kubelet-* flags
+// (optional with --clusters-config, for gateways with only API-server
+// backends).
+func kubeletIdentity(cl Cluster, base upgrade.BackendOptions) error {
+	hasCert := cl.KubeletClientCertificate != "" || (base.TLS != nil && (len(base.TLS.Certificates) > 0 || base.TLS.GetClientCertificate != nil))
+	hasCA := cl.KubeletCertificateAuthority != "" || (base.TLS != nil && (base.TLS.RootCAs != nil || base.TLS.InsecureSkipVerify))
+	switch {
+	case !hasCert:
+		return errors.New("backend kubelet needs a kubelet client certificate: kubeletClientCertificate/kubeletClientKey or --kubelet-client-certificate/--kubelet-client-key")
+	case !hasCA:
+		return errors.New("backend kubelet needs the kubelet CA: kubeletCertificateAuthority or --kubelet-certificate-authority")
+	}
+	return nil
 }
 
 // kubeletBackend is base with cl's kubelet certificate and CA in place of

@@ -70,12 +70,16 @@ func Complete(o *options.Options) (*completedConfig, error) {
 	types, _ := resolve.ParseAddressTypes(o.Kubelet.PreferredAddressTypes) // validated
 	c.resolver = resolve.Resolver{AddressTypes: types, DefaultPort: int32(o.Kubelet.DefaultPort), RequireRunning: true}
 
-	kcert, err := tls.LoadX509KeyPair(o.Kubelet.ClientCertificate, o.Kubelet.ClientKey)
-	if err != nil {
-		return nil, fmt.Errorf("--kubelet-client-certificate/--kubelet-client-key: %w", err)
+	ktls := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.Kubelet.ClientCertificate != "" { // optional only with --clusters-config (validated)
+		kcert, err := tls.LoadX509KeyPair(o.Kubelet.ClientCertificate, o.Kubelet.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("--kubelet-client-certificate/--kubelet-client-key: %w", err)
+		}
+		ktls.Certificates = []tls.Certificate{kcert}
 	}
-	ktls := &tls.Config{Certificates: []tls.Certificate{kcert}, MinVersion: tls.VersionTLS12}
-	if o.Kubelet.CertificateAuthority != "" {
+	switch {
+	case o.Kubelet.CertificateAuthority != "":
 		pem, err := os.ReadFile(o.Kubelet.CertificateAuthority)
 		if err != nil {
 			return nil, fmt.Errorf("--kubelet-certificate-authority: %w", err)
@@ -84,7 +88,7 @@ func Complete(o *options.Options) (*completedConfig, error) {
 		if !ktls.RootCAs.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("--kubelet-certificate-authority: no certificates found in %s", o.Kubelet.CertificateAuthority)
 		}
-	} else {
+	case o.Kubelet.InsecureSkipTLSVerify:
 		ktls.InsecureSkipVerify = true //nolint:gosec // explicit --kubelet-insecure-skip-tls-verify
 	}
 	c.backend = upgrade.BackendOptions{

@@ -220,11 +220,16 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive"))
 	}
 	k := o.Kubelet
-	errs = append(errs, fileFlag("--kubelet-client-certificate", k.ClientCertificate), fileFlag("--kubelet-client-key", k.ClientKey))
+	// With --clusters-config the kubelet identity may come from each
+	// cluster's entry, or be unneeded (API-server backends only): package
+	// clusters checks every kubelet cluster has one.
+	if o.Clusters.ConfigFile == "" || k.ClientCertificate != "" || k.ClientKey != "" {
+		errs = append(errs, fileFlag("--kubelet-client-certificate", k.ClientCertificate), fileFlag("--kubelet-client-key", k.ClientKey))
+	}
 	switch {
 	case k.CertificateAuthority != "":
 		errs = append(errs, fileFlag("--kubelet-certificate-authority", k.CertificateAuthority))
-	case !k.InsecureSkipTLSVerify:
+	case !k.InsecureSkipTLSVerify && o.Clusters.ConfigFile == "":
 		errs = append(errs, errors.New("--kubelet-certificate-authority is required (or set --kubelet-insecure-skip-tls-verify, which is unsafe)"))
 	}
 	if _, err := resolve.ParseAddressTypes(k.PreferredAddressTypes); err != nil {
