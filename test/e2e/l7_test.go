@@ -235,6 +235,9 @@ func TestNginxErrors(t *testing.T) {
 			"X-Forwarded-User": {"admin"}, "X-Forwarded-Groups": {"system:masters"}, "X-Auth-Request-User": {"admin"},
 		})},
 		{"no credentials", http.MethodPost, spdy(nil)},
+		// Above nginx's default 8 KiB header buffers, within the
+		// documented 32 KiB: reaches the gateway, whose Status comes back.
+		{"20 KiB bad token", http.MethodPost, spdy(http.Header{"Authorization": {"Bearer " + strings.Repeat("x", 20<<10)}})},
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n.cluster.CA.Pool()}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
