@@ -207,10 +207,10 @@ func TestNginxClientMatrix(t *testing.T) {
 	}
 }
 
-// TestNginxErrors: refusals cross nginx as the gateway's Status JSON, and
+// TestNginxHandshakes: refusals cross nginx as the gateway's Status JSON,
 // nothing nginx (or a client through it) could put in a header is taken as
-// an identity.
-func TestNginxErrors(t *testing.T) {
+// an identity, and the protocol negotiation headers cross nginx both ways.
+func TestNginxHandshakes(t *testing.T) {
 	n := newNginxEnv(t)
 	spdy := func(extra http.Header) http.Header {
 		h := spdyUpgrade.Clone()
@@ -275,6 +275,40 @@ func TestNginxErrors(t *testing.T) {
 	if got := n.scrape(t).value(mActive, nil); got != 0 {
 		t.Errorf("%s = %v after refusals, want 0", mActive, got)
 	}
+
+	t.Run("SPDY negotiation", func(t *testing.T) {
+		// An unknown version first: the gateway must see both values and
+		// choose, and its choice must come back through nginx.
+		req, err := http.NewRequest(http.MethodPost, n.pfURL("hash").String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = spdy(http.Header{"Authorization": {"Bearer " + n.token}})
+		req.Header["X-Stream-Protocol-Version"] = []string{"portforward.k8s.io.v99", "portforward.k8s.io"}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "SPDY/3.1" ||
+			resp.Header.Get("X-Stream-Protocol-Version") != "portforward.k8s.io" {
+			t.Errorf("got %d %v; want 101, Upgrade SPDY/3.1, X-Stream-Protocol-Version portforward.k8s.io", resp.StatusCode, resp.Header)
+		}
+	})
+	t.Run("WebSocket tunnel negotiation", func(t *testing.T) {
+		u := n.pfURL("hash")
+		u.Scheme = "wss"
+		d := gwebsocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: n.cluster.CA.Pool()}, HandshakeTimeout: 30 * time.Second,
+			Subprotocols: []string{"SPDY/3.1+portforward.k8s.io.v99", "SPDY/3.1+portforward.k8s.io"}}
+		ws, resp, err := d.Dial(u.String(), http.Header{"Authorization": {"Bearer " + n.token}})
+		if err != nil {
+			t.Fatalf("tunnel handshake through nginx: %v (response %v)", err, resp)
+		}
+		defer ws.Close()
+		if got := ws.Subprotocol(); got != "SPDY/3.1+portforward.k8s.io" {
+			t.Errorf("negotiated %q through nginx, want SPDY/3.1+portforward.k8s.io", got)
+		}
+	})
 }
 
 // TestNginxIdleSessions holds SPDY and WebSocket-tunnel sessions idle for
@@ -316,7 +350,7 @@ func TestNginxIdleSessions(t *testing.T) {
 	case <-time.After(idle + 30*time.Second):
 		t.Errorf("legacy idle session still open after %v", idle+30*time.Second)
 	}
-	if i := strings.Index(n.ngx.errorLog(), "timed out"); i < 0 {
+	if i := strings.Index(n.ngx.errorLog(), "timed out (110: Connection timed out) while proxying upgraded connection"); i < 0 {
 		t.Errorf("nginx's error log does not show the idle timeout:\n%s", n.ngx.errorLog())
 	} else {
 		line := n.ngx.errorLog()[i:]
