@@ -26,8 +26,9 @@ import (
 const nginxDoc = "../../docs/nginx.md"
 
 // nginxTimeout replaces the document's 1h proxy timeouts: short enough that
-// an idle test shows them in force, above client-go's 5 s SPDY ping period.
-const nginxTimeout = 8 * time.Second
+// an idle test shows them in force, well above client-go's 5 s SPDY ping
+// period so a ping late on a loaded machine does not end a SPDY session.
+const nginxTimeout = 12 * time.Second
 
 var nginxBlock = regexp.MustCompile("(?s)```nginx\n(.*?)```")
 

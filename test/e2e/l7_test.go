@@ -318,7 +318,7 @@ func TestNginxHandshakes(t *testing.T) {
 // is closed by nginx: the control that shows the timeout is in force.
 func TestNginxIdleSessions(t *testing.T) {
 	n := newNginxEnv(t)
-	const idle = 2*nginxTimeout + 4*time.Second
+	const idle = nginxTimeout + 6*time.Second
 	var conns []net.Conn
 	for _, kind := range []dialerKind{dialSPDY, dialTunnel} {
 		f := startForward(t, dialer(t, kind, n.cfg, n.pfURL("hash")), hashPort)
