@@ -5,6 +5,9 @@
 # (etcd and a real kube-apiserver; hack/kube-apiserver.sh builds the binary,
 # and the tier skips without it, or fails with CI=true). The chart tests
 # (test/chart, and test/controlplane's TestChart*) need hack/helm.sh's helm.
+# The end-to-end tier includes the L7 tests (TestNginx*: the gateway behind
+# Debian's nginx with docs/nginx.md's config); they skip without nginx, or
+# fail with CI=true. `-run TestNginx ./test/e2e/` runs them alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
