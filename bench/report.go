@@ -42,6 +42,7 @@ type results struct {
 	Elapsed    time.Duration
 	Profiles   string
 	Latency    latencyResults
+	Skipped    []string // paths left out, and why
 }
 
 // gatewayInfo is what is known of one gateway child beyond its transfers.
@@ -273,6 +274,9 @@ func (r *results) writeMarkdown(w io.Writer) {
 			r.gatewayLabel(g.Name, "Gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS, g.scrapeNote())
 	}
 	fmt.Fprintf(w, "The kubelet negotiates %s with client-go and with the gateway (same Go defaults).\n\n", r.KubeletTLS)
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "**Not measured:** %s.\n\n", s)
+	}
 	fmt.Fprintf(w, "%s\n\n", r.quietNote())
 	m := r.Machine
 	fmt.Fprintf(w, "Machine: %s, %d cores (GOMAXPROCS %d), Linux %s, %s, %s. Run started %s and took %s.\n\n",
@@ -308,6 +312,9 @@ func (r *results) writeText(w io.Writer) {
 			r.gatewayLabel(g.Name, "gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS, g.scrapeNote())
 	}
 	fmt.Fprintln(w, r.quietNote())
+	for _, s := range r.Skipped {
+		fmt.Fprintln(w, "NOT MEASURED: "+s)
+	}
 	m := r.Machine
 	fmt.Fprintf(w, "kubelet: %s\nmachine: %s, %d cores, Linux %s, %s; took %s\n", r.KubeletTLS, m.CPU, m.Cores, m.Kernel, m.GoVersion, r.Elapsed.Round(time.Second))
 }
@@ -322,6 +329,9 @@ func (g gatewayInfo) scrapeNote() string {
 
 // gatewayLabel names a gateway in prose: just "Gateway" when there is one.
 func (r *results) gatewayLabel(name, word string) string {
+	if name == pathAPIServer {
+		return "kube-apiserver"
+	}
 	if name == pathRelay {
 		if word == "Gateway" {
 			return "Reference relay"
