@@ -25,6 +25,7 @@ type config struct {
 	latencyWarmup           int             // unmeasured connections first
 	kubeletRTT              time.Duration   // 0: latency at rtt 0 only
 	paths                   map[string]bool // -paths
+	chart                   string          // PNG file; "" with -out: next to it
 }
 
 // gatewaySpec names a gateway binary to measure.
@@ -124,6 +125,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.latencyConns, "latency-conns", 500, "new-connection latency: measured connections per path through one open forward (0: skip)")
 	flag.IntVar(&c.latencyWarmup, "latency-warmup", 20, "new-connection latency: unmeasured connections per path first")
 	flag.DurationVar(&c.kubeletRTT, "kubelet-rtt", time.Millisecond, "new-connection latency: also measure with this round trip added in front of the kubelet, for the direct path and the gateways alike (0: only without)")
+	flag.StringVar(&c.chart, "chart", "", "write a PNG chart (throughput, CPU-s/GiB, latency) here; default with -out: the same name with .png")
 	flag.StringVar(&paths, "paths", strings.Join(pathNames, ","), "paths to measure: direct and floor always; apiserver (the real kube-apiserver, skipped with a note when its binary is missing), pfgateway (every -gateway-bin × -splice child), relay (as -relay)")
 	flag.Parse()
 	var err error

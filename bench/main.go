@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -147,12 +148,21 @@ func run(c config) error {
 		if err != nil {
 			return err
 		}
+		if cp := chartPath(c); cp != "" {
+			fmt.Fprintf(f, "![throughput, CPU-s/GiB and latency per path](%s)\n\n", filepath.Base(cp))
+		}
 		r.writeMarkdown(f)
 		fmt.Fprintf(f, "\n%s\n", methodNote)
 		if err := f.Close(); err != nil {
 			return err
 		}
 		logf("wrote %s", c.out)
+	}
+	if cp := chartPath(c); cp != "" {
+		if err := r.writeChart(cp); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		logf("wrote %s", cp)
 	}
 	cleanup()
 	return nil
