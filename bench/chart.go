@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -30,7 +31,7 @@ func (r *results) writeChart(path string) error {
 	var cats []string
 	for _, mode := range r.Modes {
 		for _, dir := range []string{dirDownload, dirUpload} {
-			cats = append(cats, modeName(mode)+" "+dir)
+			cats = append(cats, modeName(mode)+"\n"+dir)
 		}
 	}
 	rows := r.rows()
@@ -49,9 +50,29 @@ func (r *results) writeChart(path string) error {
 		}
 		return out
 	}
+	// With -parallel, more categories: the same with n connections at once.
+	par := func(p string, f func(sample) float64) []float64 {
+		var out []float64
+		if r.Parallel < 2 {
+			return out
+		}
+		for _, mode := range r.Modes {
+			for _, dir := range []string{dirDownload, dirUpload} {
+				out = append(out, summarize(pick(r.ParallelSamples[caseKey{mode, dir, p}], f)).Med)
+			}
+		}
+		return out
+	}
+	if r.Parallel > 1 {
+		for _, c := range slices.Clone(cats) {
+			cats = append(cats, fmt.Sprintf("%s ×%d", c, r.Parallel))
+		}
+	}
+	mibps := func(s sample) float64 { return s.MiBps }
+	gwCPU := func(s sample) float64 { return s.GatewayCPU }
 	var thr, cpu []barGroup
 	if len(r.Gateways) > 0 {
-		thr = append(thr, barGroup{pathDirect, via(r.Gateways[0].Name, func(x row) float64 { return x.Direct.Med })})
+		thr = append(thr, barGroup{pathDirect, append(via(r.Gateways[0].Name, func(x row) float64 { return x.Direct.Med }), par(pathDirect, mibps)...)})
 	}
 	fc, _, _, _, _, _ := r.floorStats()
 	floor := make([]float64, len(cats))
@@ -60,8 +81,8 @@ func (r *results) writeChart(path string) error {
 	}
 	cpu = append(cpu, barGroup{"TLS floor", floor})
 	for _, g := range r.Gateways {
-		thr = append(thr, barGroup{g.Name, via(g.Name, func(x row) float64 { return x.Via.Med })})
-		cpu = append(cpu, barGroup{g.Name, via(g.Name, func(x row) float64 { return x.GatewayCPU.Med })})
+		thr = append(thr, barGroup{g.Name, append(via(g.Name, func(x row) float64 { return x.Via.Med }), par(g.Name, mibps)...)})
+		cpu = append(cpu, barGroup{g.Name, append(via(g.Name, func(x row) float64 { return x.GatewayCPU.Med }), par(g.Name, gwCPU)...)})
 	}
 	plots := []*plot.Plot{
 		groupedBars(fmt.Sprintf("Throughput, %s per transfer (median of %d)", sizeString(r.Size), r.Repeat), "MiB/s", cats, thr),
@@ -82,9 +103,18 @@ func (r *results) writeChart(path string) error {
 					}
 				}
 			}
+			// Session setup to the first echo, when measured.
+			for _, mode := range r.Modes {
+				if len(r.Setup) > 0 {
+					if p == l.Paths[0] {
+						lcats = append(lcats, modeName(mode)+"\nsetup p50")
+					}
+					g.values = append(g.values, ms(percentile(r.setupTimes(mode, p, false), 0.5)))
+				}
+			}
 			lat = append(lat, g)
 		}
-		plots = append(plots, groupedBars("New-connection latency over an open forward", "ms", lcats, lat))
+		plots = append(plots, groupedBars("New-connection latency over an open forward; session setup to the first echo", "ms", lcats, lat))
 	}
 	const width, rowHeight = 12 * vg.Inch, 4 * vg.Inch
 	img := vgimg.New(width, rowHeight*vg.Length(len(plots)))
@@ -93,7 +123,7 @@ func (r *results) writeChart(path string) error {
 	for i, p := range plots {
 		grid[i] = []*plot.Plot{p}
 	}
-	canvases := plot.Align(grid, draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Inch / 4, PadTop: vg.Inch / 8}, dc)
+	canvases := plot.Align(grid, draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Inch / 4, PadTop: vg.Inch / 8, PadRight: vg.Inch / 3}, dc)
 	for i, p := range plots {
 		p.Draw(canvases[i][0])
 	}
@@ -138,6 +168,8 @@ func groupedBars(title, unit string, cats []string, series []barGroup) *plot.Plo
 		p.Legend.Add(s.name, bc)
 	}
 	p.NominalX(cats...)
+	// Headroom above the highest bar for the legend.
+	p.Y.Max *= 1.1 + 0.07*float64(len(series))
 	return p
 }
 

@@ -18,16 +18,23 @@ func TestWriteChart(t *testing.T) {
 		Gateways: []gatewayInfo{{Name: pathAPIServer}, {Name: "opaque", Bin: pathGateway, Variant: variantOpaque}},
 		Latency: latencyResults{RTTs: []time.Duration{0}, Paths: []string{pathDirect, pathAPIServer, "opaque"},
 			Samples: map[latencyKey][]time.Duration{}},
+		Parallel: 4, ParallelSamples: map[caseKey][]sample{}, Setup: map[setupKey][]setupSample{},
+		SetupPaths: []string{pathDirect, pathAPIServer, "opaque"},
 	}
 	for _, mode := range r.Modes {
 		for i, path := range r.Latency.Paths {
 			for _, dir := range []string{dirDownload, dirUpload} {
 				r.Samples[caseKey{mode, dir, path}] = []sample{{MiBps: 100 * float64(i+1), GatewayCPU: float64(i)}}
+				r.ParallelSamples[caseKey{mode, dir, path}] = []sample{{MiBps: 150 * float64(i+1), GatewayCPU: float64(i)}}
 			}
 			r.Latency.Samples[latencyKey{0, mode, path}] = []time.Duration{time.Millisecond, 3 * time.Millisecond}
+			r.Setup[setupKey{mode, path}] = []setupSample{{5 * time.Millisecond, 8 * time.Millisecond}}
 		}
 	}
 	file := filepath.Join(t.TempDir(), "chart.png")
+	if p := os.Getenv("BENCH_CHART_OUT"); p != "" { // to look at it
+		file = p
+	}
 	if err := r.writeChart(file); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,8 @@ type config struct {
 	kubeletRTT              time.Duration   // 0: latency at rtt 0 only
 	paths                   map[string]bool // -paths
 	chart                   string          // PNG file; "" with -out: next to it
+	parallel                int             // connections at once; 0 or 1: not measured
+	setupSessions           int             // sessions timed per path and mode; 0: not measured
 }
 
 // gatewaySpec names a gateway binary to measure.
@@ -125,6 +127,8 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.latencyConns, "latency-conns", 500, "new-connection latency: measured connections per path through one open forward (0: skip)")
 	flag.IntVar(&c.latencyWarmup, "latency-warmup", 20, "new-connection latency: unmeasured connections per path first")
 	flag.DurationVar(&c.kubeletRTT, "kubelet-rtt", time.Millisecond, "new-connection latency: also measure with this round trip added in front of the kubelet, for the direct path and the gateways alike (0: only without)")
+	flag.IntVar(&c.parallel, "parallel", 4, "also measure this many forwarded connections at once through one session, -size ÷ n bytes each (0 or 1: skip)")
+	flag.IntVar(&c.setupSessions, "setup-sessions", 20, "session setup latency: sessions opened per path and mode (0: skip)")
 	flag.StringVar(&c.chart, "chart", "", "write a PNG chart (throughput, CPU-s/GiB, latency) here; default with -out: the same name with .png")
 	flag.StringVar(&paths, "paths", strings.Join(pathNames, ","), "paths to measure: direct and floor always; apiserver (the real kube-apiserver, skipped with a note when its binary is missing), pfgateway (every -gateway-bin × -splice child), relay (as -relay)")
 	flag.Parse()
@@ -152,8 +156,8 @@ func parseFlags() (config, error) {
 	c.paths, perr = parsePaths(paths)
 	err = errors.Join(err, serr, perr)
 	c.applyPaths()
-	if c.latencyConns < 0 || c.latencyWarmup < 0 || c.kubeletRTT < 0 {
-		err = errors.Join(err, errors.New("-latency-conns, -latency-warmup and -kubelet-rtt must not be negative"))
+	if c.latencyConns < 0 || c.latencyWarmup < 0 || c.kubeletRTT < 0 || c.parallel < 0 || c.setupSessions < 0 {
+		err = errors.Join(err, errors.New("-latency-conns, -latency-warmup, -kubelet-rtt, -parallel and -setup-sessions must not be negative"))
 	}
 	if err == nil && c.pin && runtime.NumCPU() < 2 {
 		err = errors.New("-pin needs at least 2 CPUs")

@@ -43,6 +43,11 @@ type results struct {
 	Profiles   string
 	Latency    latencyResults
 	Skipped    []string // paths left out, and why
+	// -parallel: samples with that many connections at once; -setup-sessions.
+	Parallel        int
+	ParallelSamples map[caseKey][]sample
+	Setup           map[setupKey][]setupSample
+	SetupPaths      []string
 }
 
 // gatewayInfo is what is known of one gateway child beyond its transfers.
@@ -269,6 +274,17 @@ func (r *results) writeMarkdown(w io.Writer) {
 		r.latencyTable().markdown(w, 3)
 		fmt.Fprintln(w)
 	}
+	if len(r.ParallelSamples) > 0 || len(r.Setup) > 0 {
+		fmt.Fprintf(w, "%s\n\n", parallelNote)
+	}
+	if len(r.ParallelSamples) > 0 {
+		r.parallelTable().markdown(w, 3)
+		fmt.Fprintln(w)
+	}
+	if len(r.Setup) > 0 {
+		r.setupTable().markdown(w, 2)
+		fmt.Fprintln(w)
+	}
 	for _, g := range r.Gateways {
 		fmt.Fprintf(w, "%s: VmRSS %s when ready, %s after the last transfer, peak (VmHWM) %s; CPU over its whole life (rusage at exit) %.1f s; a client negotiates %s with it%s.\n\n",
 			r.gatewayLabel(g.Name, "Gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS, g.scrapeNote())
@@ -305,6 +321,15 @@ func (r *results) writeText(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		r.latencyTable().text(w)
+		fmt.Fprintln(w)
+	}
+	if len(r.ParallelSamples) > 0 {
+		r.parallelTable().text(w)
+		fmt.Fprintln(w)
+	}
+	if len(r.Setup) > 0 {
+		fmt.Fprintf(w, "Session setup, %d sessions per path and mode:\n", len(r.Setup[setupKey{r.Modes[0], pathDirect}]))
+		r.setupTable().text(w)
 		fmt.Fprintln(w)
 	}
 	for _, g := range r.Gateways {
