@@ -97,7 +97,7 @@ func (r *results) writeChart(path string) error {
 				for _, mode := range r.Modes {
 					for _, q := range []float64{0.5, 0.99} {
 						if p == l.Paths[0] {
-							lcats = append(lcats, fmt.Sprintf("%s p%.0f\nRTT %s", modeName(mode), q*100, rtt))
+							lcats = append(lcats, fmt.Sprintf("%s\np%.0f, RTT %s", shortMode(mode), q*100, rtt))
 						}
 						g.values = append(g.values, ms(percentile(l.Samples[latencyKey{rtt, mode, p}], q)))
 					}
@@ -107,7 +107,7 @@ func (r *results) writeChart(path string) error {
 			for _, mode := range r.Modes {
 				if len(r.Setup) > 0 {
 					if p == l.Paths[0] {
-						lcats = append(lcats, modeName(mode)+"\nsetup p50")
+						lcats = append(lcats, shortMode(mode)+"\nsetup p50")
 					}
 					g.values = append(g.values, ms(percentile(r.setupTimes(mode, p, false), 0.5)))
 				}
@@ -183,4 +183,12 @@ func chartPath(c config) string {
 		base = base[:len(base)-3]
 	}
 	return base + ".png"
+}
+
+// shortMode names a mode in the latency panel's narrow categories.
+func shortMode(m string) string {
+	if m == modeWebSocket {
+		return "WS tunnel"
+	}
+	return modeName(m)
 }
