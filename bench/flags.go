@@ -21,9 +21,13 @@ type config struct {
 	quiet                   quietGate
 	pin                     bool
 	relay                   bool
-	latencyConns            int           // 0: no latency measurement
-	latencyWarmup           int           // unmeasured connections first
-	kubeletRTT              time.Duration // 0: latency at rtt 0 only
+	latencyConns            int             // 0: no latency measurement
+	latencyWarmup           int             // unmeasured connections first
+	kubeletRTT              time.Duration   // 0: latency at rtt 0 only
+	paths                   map[string]bool // -paths
+	chart                   string          // PNG file; "" with -out: next to it
+	parallel                int             // connections at once; 0 or 1: not measured
+	setupSessions           int             // sessions timed per path and mode; 0: not measured
 }
 
 // gatewaySpec names a gateway binary to measure.
@@ -39,8 +43,8 @@ func (f gatewayFlag) Set(v string) error {
 	if !ok {
 		name, bin = pathGateway, v
 	}
-	if name == "" || bin == "" || name == pathDirect || name == pathRelay || strings.ContainsAny(name, "/ .") {
-		return fmt.Errorf("want NAME=PATH with a NAME other than %q or %q and no spaces, dots or slashes", pathDirect, pathRelay)
+	if name == "" || bin == "" || slices.Contains(pathNames, name) || strings.ContainsAny(name, "/ .") {
+		return fmt.Errorf("want NAME=PATH with a NAME other than %s and no spaces, dots or slashes", strings.Join(pathNames, ", "))
 	}
 	for _, g := range *f.specs {
 		if g.Name == name {
@@ -106,7 +110,7 @@ func gatewayPath(spec gatewaySpec, v spliceVariant, manyBins bool) string {
 // parseFlags reads the command line; a nil error means c is complete.
 func parseFlags() (config, error) {
 	var c config
-	var size, floorSize, warmup, modes, splice string
+	var size, floorSize, warmup, modes, splice, paths string
 	flag.StringVar(&size, "size", "1GiB", "bytes per transfer (each direction, each path, each mode)")
 	flag.StringVar(&floorSize, "floor-size", "2GiB", "bytes moved by each TLS floor measurement")
 	flag.StringVar(&warmup, "warmup", "64MiB", "bytes of the unmeasured warm-up transfers on every path")
@@ -123,6 +127,10 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.latencyConns, "latency-conns", 500, "new-connection latency: measured connections per path through one open forward (0: skip)")
 	flag.IntVar(&c.latencyWarmup, "latency-warmup", 20, "new-connection latency: unmeasured connections per path first")
 	flag.DurationVar(&c.kubeletRTT, "kubelet-rtt", time.Millisecond, "new-connection latency: also measure with this round trip added in front of the kubelet, for the direct path and the gateways alike (0: only without)")
+	flag.IntVar(&c.parallel, "parallel", 4, "also measure this many forwarded connections at once through one session, -size ÷ n bytes each (0 or 1: skip)")
+	flag.IntVar(&c.setupSessions, "setup-sessions", 20, "session setup latency: sessions opened per path and mode (0: skip)")
+	flag.StringVar(&c.chart, "chart", "", "write a PNG chart (throughput, CPU-s/GiB, latency) here; default with -out: the same name with .png")
+	flag.StringVar(&paths, "paths", strings.Join(pathNames, ","), "paths to measure: direct and floor always; apiserver (the real kube-apiserver, skipped with a note when its binary is missing), pfgateway (every -gateway-bin × -splice child), relay (as -relay)")
 	flag.Parse()
 	var err error
 	if c.size, err = parseSize(size); err == nil {
@@ -143,11 +151,13 @@ func parseFlags() (config, error) {
 		}
 		c.modes = append(c.modes, m)
 	}
-	var serr error
+	var serr, perr error
 	c.splice, serr = parseSplice(splice)
-	err = errors.Join(err, serr)
-	if c.latencyConns < 0 || c.latencyWarmup < 0 || c.kubeletRTT < 0 {
-		err = errors.Join(err, errors.New("-latency-conns, -latency-warmup and -kubelet-rtt must not be negative"))
+	c.paths, perr = parsePaths(paths)
+	err = errors.Join(err, serr, perr)
+	c.applyPaths()
+	if c.latencyConns < 0 || c.latencyWarmup < 0 || c.kubeletRTT < 0 || c.parallel < 0 || c.setupSessions < 0 {
+		err = errors.Join(err, errors.New("-latency-conns, -latency-warmup, -kubelet-rtt, -parallel and -setup-sessions must not be negative"))
 	}
 	if err == nil && c.pin && runtime.NumCPU() < 2 {
 		err = errors.New("-pin needs at least 2 CPUs")
@@ -163,7 +173,7 @@ func parseFlags() (config, error) {
 
 // checkPathNames rejects combinations that would give two paths one name.
 func checkPathNames(c config) error {
-	seen := map[string]bool{pathDirect: true, pathRelay: true}
+	seen := map[string]bool{pathDirect: true, pathRelay: true, pathAPIServer: true}
 	specs := c.gateways
 	if len(specs) == 0 {
 		specs = []gatewaySpec{{Name: pathGateway}}

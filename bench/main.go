@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -92,7 +93,11 @@ func run(c config) error {
 	r := &results{
 		Machine: describeMachine(), Command: commandLine(), Size: c.size, FloorSize: c.floorSize,
 		Repeat: c.repeat, Modes: c.modes, Samples: map[caseKey][]sample{}, Started: time.Now(), Profiles: c.profileDir, Pinned: c.pin,
-		Latency: latencyResults{Samples: map[latencyKey][]time.Duration{}},
+		Latency:         latencyResults{Samples: map[latencyKey][]time.Duration{}},
+		ParallelSamples: map[caseKey][]sample{},
+	}
+	if c.parallel > 1 {
+		r.Parallel = c.parallel
 	}
 	if c.pin {
 		runtime.GOMAXPROCS(1)
@@ -130,6 +135,9 @@ func run(c config) error {
 	if err := measureLatency(&c, r, e); err != nil {
 		return err
 	}
+	if err := measureSetup(&c, r, e); err != nil {
+		return err
+	}
 	for i := range r.Gateways {
 		gw := targets[r.Gateways[i].Name].gw
 		if r.Gateways[i].RSSEnd, r.Gateways[i].RSSPeak, err = gw.Memory(); err != nil {
@@ -147,12 +155,21 @@ func run(c config) error {
 		if err != nil {
 			return err
 		}
+		if cp := chartPath(c); cp != "" {
+			fmt.Fprintf(f, "![throughput, CPU-s/GiB and latency per path](%s)\n\n", filepath.Base(cp))
+		}
 		r.writeMarkdown(f)
 		fmt.Fprintf(f, "\n%s\n", methodNote)
 		if err := f.Close(); err != nil {
 			return err
 		}
 		logf("wrote %s", c.out)
+	}
+	if cp := chartPath(c); cp != "" {
+		if err := r.writeChart(cp); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		logf("wrote %s", cp)
 	}
 	cleanup()
 	return nil
@@ -189,6 +206,14 @@ func runOnce(c *config, r *results, rep int, paths []string, targets map[string]
 					r.Samples[k] = append(r.Samples[k], s)
 					logf("run %d/%d %-9s %-8s %-8s %6.1f MiB/s  gateway %s CPU-s/GiB %s  bench %.2f CPU-s/GiB  others %.2f cores",
 						rep+1, c.repeat, mode, path, dir, s.MiBps, fmtCPU(s.GatewayCPU), fmtSyscalls(s), s.BenchCPU, s.OtherCores)
+					if c.parallel > 1 {
+						if s, err = measureParallel(t.gw, local, dir, c.size, c.parallel); err != nil {
+							return fmt.Errorf("%s %s %s ×%d: %w", mode, path, dir, c.parallel, err)
+						}
+						r.ParallelSamples[k] = append(r.ParallelSamples[k], s)
+						logf("run %d/%d %-9s %-8s %-8s %6.1f MiB/s with %d connections at once, gateway %s CPU-s/GiB",
+							rep+1, c.repeat, mode, path, dir, s.MiBps, c.parallel, fmtCPU(s.GatewayCPU))
+					}
 				}
 				return nil
 			})

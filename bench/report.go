@@ -42,6 +42,12 @@ type results struct {
 	Elapsed    time.Duration
 	Profiles   string
 	Latency    latencyResults
+	Skipped    []string // paths left out, and why
+	// -parallel: samples with that many connections at once; -setup-sessions.
+	Parallel        int
+	ParallelSamples map[caseKey][]sample
+	Setup           map[setupKey][]setupSample
+	SetupPaths      []string
 }
 
 // gatewayInfo is what is known of one gateway child beyond its transfers.
@@ -268,11 +274,25 @@ func (r *results) writeMarkdown(w io.Writer) {
 		r.latencyTable().markdown(w, 3)
 		fmt.Fprintln(w)
 	}
+	if len(r.ParallelSamples) > 0 || len(r.Setup) > 0 {
+		fmt.Fprintf(w, "%s\n\n", parallelNote)
+	}
+	if len(r.ParallelSamples) > 0 {
+		r.parallelTable().markdown(w, 3)
+		fmt.Fprintln(w)
+	}
+	if len(r.Setup) > 0 {
+		r.setupTable().markdown(w, 2)
+		fmt.Fprintln(w)
+	}
 	for _, g := range r.Gateways {
 		fmt.Fprintf(w, "%s: VmRSS %s when ready, %s after the last transfer, peak (VmHWM) %s; CPU over its whole life (rusage at exit) %.1f s; a client negotiates %s with it%s.\n\n",
 			r.gatewayLabel(g.Name, "Gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS, g.scrapeNote())
 	}
 	fmt.Fprintf(w, "The kubelet negotiates %s with client-go and with the gateway (same Go defaults).\n\n", r.KubeletTLS)
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "**Not measured:** %s.\n\n", s)
+	}
 	fmt.Fprintf(w, "%s\n\n", r.quietNote())
 	m := r.Machine
 	fmt.Fprintf(w, "Machine: %s, %d cores (GOMAXPROCS %d), Linux %s, %s, %s. Run started %s and took %s.\n\n",
@@ -303,11 +323,23 @@ func (r *results) writeText(w io.Writer) {
 		r.latencyTable().text(w)
 		fmt.Fprintln(w)
 	}
+	if len(r.ParallelSamples) > 0 {
+		r.parallelTable().text(w)
+		fmt.Fprintln(w)
+	}
+	if len(r.Setup) > 0 {
+		fmt.Fprintf(w, "Session setup, %d sessions per path and mode:\n", len(r.Setup[setupKey{r.Modes[0], pathDirect}]))
+		r.setupTable().text(w)
+		fmt.Fprintln(w)
+	}
 	for _, g := range r.Gateways {
 		fmt.Fprintf(w, "%s: RSS %s ready, %s at end, peak %s; CPU total %.1f s; %s%s\n",
 			r.gatewayLabel(g.Name, "gateway"), bytesString(g.RSSIdle), bytesString(g.RSSEnd), bytesString(g.RSSPeak), g.TotalCPU, g.TLS, g.scrapeNote())
 	}
 	fmt.Fprintln(w, r.quietNote())
+	for _, s := range r.Skipped {
+		fmt.Fprintln(w, "NOT MEASURED: "+s)
+	}
 	m := r.Machine
 	fmt.Fprintf(w, "kubelet: %s\nmachine: %s, %d cores, Linux %s, %s; took %s\n", r.KubeletTLS, m.CPU, m.Cores, m.Kernel, m.GoVersion, r.Elapsed.Round(time.Second))
 }
@@ -322,6 +354,9 @@ func (g gatewayInfo) scrapeNote() string {
 
 // gatewayLabel names a gateway in prose: just "Gateway" when there is one.
 func (r *results) gatewayLabel(name, word string) string {
+	if name == pathAPIServer {
+		return "kube-apiserver"
+	}
 	if name == pathRelay {
 		if word == "Gateway" {
 			return "Reference relay"

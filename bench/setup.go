@@ -30,7 +30,8 @@ type env struct {
 	targets map[string]target // to the pod podName, kubelet reached directly
 	// rtt reaches rttPod, the kubelet behind the delay proxy; nil without
 	// -kubelet-rtt. It has no relay: the relay dials one fixed kubelet.
-	rtt map[string]target
+	rtt          map[string]target
+	rttProxyPort int // the delay proxy's port, for the kube-apiserver's node
 }
 
 // target is a path to the pod: the kubelet itself, or a gateway.
@@ -54,7 +55,7 @@ func setUp(c *config, r *results) (*env, error) {
 		return nil, err
 	}
 	atCleanup(func() { _ = os.RemoveAll(dir) })
-	if len(c.gateways) == 0 {
+	if len(c.gateways) == 0 && len(c.splice) > 0 {
 		logf("building %s", gatewayPkg)
 		bin, err := buildGateway(dir, c.profileDir != "")
 		if err != nil {
@@ -88,7 +89,7 @@ func setUp(c *config, r *results) (*env, error) {
 	if err := cl.AddPod(devcluster.Pod{Name: podName, Ports: ports}); err != nil {
 		return nil, err
 	}
-	user, err := cl.CA.Issue(pki.IssueOptions{CommonName: "bench-user", Organization: []string{"bench"}, Usage: pki.Client})
+	user, err := cl.CA.Issue(pki.IssueOptions{CommonName: benchUser, Organization: []string{benchGroup}, Usage: pki.Client})
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +107,19 @@ func setUp(c *config, r *results) (*env, error) {
 		if err != nil {
 			return nil, err
 		}
+		_, port, _ := net.SplitHostPort(proxy)
+		e.rttProxyPort, _ = strconv.Atoi(port)
 		e.rtt = map[string]target{pathDirect: {&url.URL{Scheme: "https", Host: proxy, Path: "/portForward/default/" + rttPod}, restCfg(proxy), nil}}
 		if r.Latency.ProxyRTT, err = calibrateRTT(echo.Addr(), c.kubeletRTT); err != nil {
 			return nil, err
 		}
 		logf("kubelet behind a delay proxy at %s for pod %s: %s added per round trip, a TCP echo through it measures %s",
 			proxy, rttPod, c.kubeletRTT, r.Latency.ProxyRTT)
+	}
+	if c.paths[pathAPIServer] {
+		if err := e.addAPIServer(c, r, dir, cl, user, restCfg); err != nil {
+			return nil, err
+		}
 	}
 
 	for _, spec := range c.gateways {

@@ -1,11 +1,7 @@
 package controlplane
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/pfgateway/pfgateway/devcluster"
+	"github.com/pfgateway/pfgateway/devcluster/controlplane"
 	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 	"github.com/pfgateway/pfgateway/devcluster/kubelet"
 	"github.com/pfgateway/pfgateway/devcluster/pki"
@@ -65,7 +62,7 @@ func startControlPlane(b binaries) (_ *controlPlane, err error) {
 	// A port taken between freePorts and the server's bind makes the
 	// process exit at once; a new set of ports then usually works.
 	for attempt := 1; ; attempt++ {
-		if err = c.startEtcd(b.etcd); err == nil {
+		if err = c.startEtcd(b.Etcd); err == nil {
 			break
 		}
 		if attempt == 3 {
@@ -74,7 +71,7 @@ func startControlPlane(b binaries) (_ *controlPlane, err error) {
 		_ = c.etcd.stop()
 	}
 	for attempt := 1; ; attempt++ {
-		if err = c.startAPIServer(b.kubeAPIServer); err == nil {
+		if err = c.startAPIServer(b.KubeAPIServer); err == nil {
 			break
 		}
 		if attempt == 3 {
@@ -113,14 +110,7 @@ func (c *controlPlane) writePKI() error {
 	if _, _, err = api.WriteFiles(c.dir, "apiserver"); err != nil {
 		return err
 	}
-	// The service-account key signs the tokens that TokenRequest issues
-	// and TokenReview verifies; RSA is what every release accepts.
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
-	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	if err = os.WriteFile(c.path("sa.key"), keyPEM, 0o600); err != nil {
+	if err = controlplane.WriteSAKey(c.path("sa.key")); err != nil {
 		return err
 	}
 	serving, err := c.ca.Issue(pki.Loopback("pfgateway"))
@@ -147,12 +137,7 @@ func (c *controlPlane) startEtcd(bin string) error {
 	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	data := c.path("etcd")
 	_ = os.RemoveAll(data)
-	c.etcd, err = startProcess("etcd", c.path("etcd.log"), bin,
-		"--name=cp", "--data-dir="+data,
-		"--listen-client-urls="+client, "--advertise-client-urls="+client,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
-		"--initial-cluster=cp="+peer, "--initial-cluster-state=new",
-		"--logger=zap", "--log-level=warn")
+	c.etcd, err = startProcess("etcd", c.path("etcd.log"), bin, controlplane.EtcdArgs(data, client, peer)...)
 	if err != nil {
 		return err
 	}
@@ -170,30 +155,15 @@ func (c *controlPlane) startAPIServer(bin string) error {
 		return err
 	}
 	c.apiURL = "https://127.0.0.1:" + strconv.Itoa(ports[0])
-	args := []string{
-		"--etcd-servers=" + c.etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(ports[0]),
-		"--cert-dir=" + c.path("apiserver-certs"),
-		"--tls-cert-file=" + c.path("apiserver.crt"), "--tls-private-key-file=" + c.path("apiserver.key"),
-		"--client-ca-file=" + c.caFile,
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + c.path("sa.key"),
-		"--service-account-signing-key-file=" + c.path("sa.key"),
-		"--service-cluster-ip-range=10.96.0.0/24",
-		"--authorization-mode=Node,RBAC",
+	args := controlplane.APIServerArgs(controlplane.APIServerFlags{
+		EtcdURL: c.etcdURL, Port: ports[0], CertDir: c.path("apiserver-certs"),
+		CertFile: c.path("apiserver.crt"), KeyFile: c.path("apiserver.key"),
+		ClientCAFile: c.caFile, SAKeyFile: c.path("sa.key"),
 		// The kubelet wants a client certificate from the CA: the API
 		// server's own port-forwards (the gateway's apiserver backend) need one.
-		"--kubelet-client-certificate=" + c.kubeletCert, "--kubelet-client-key=" + c.kubeletKey,
-		"--kubelet-certificate-authority=" + c.caFile,
-		"--audit-policy-file=" + c.path(auditPolicyFile), "--audit-log-path=" + c.path(auditLogFile),
-		"--anonymous-auth=false",
-		// No controller-manager runs: no Endpoints reconciling on
-		// loopback, and no flow control to keep the process small.
-		"--endpoint-reconciler-type=none",
-		"--enable-priority-and-fairness=false",
-		"--profiling=false",
-	}
+		KubeletClientCert: c.kubeletCert, KubeletClientKey: c.kubeletKey, KubeletCA: c.caFile,
+	})
+	args = append(args, "--audit-policy-file="+c.path(auditPolicyFile), "--audit-log-path="+c.path(auditLogFile))
 	if err := os.WriteFile(c.path(auditPolicyFile), []byte(auditPolicy), 0o600); err != nil {
 		return err
 	}

@@ -5,16 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"k8s.io/klog/v2"
-)
 
-// kubeAPIServerVersion is the release hack/kube-apiserver.sh builds by
-// default; keep the two in step.
-const kubeAPIServerVersion = "v1.37.2"
+	"github.com/pfgateway/pfgateway/devcluster/controlplane"
+)
 
 var showLogs = flag.Bool("cp.logs", false, "show the gateway's klog output and keep the etcd and kube-apiserver logs on stderr at exit")
 
@@ -81,33 +77,8 @@ func needControlPlane(t *testing.T) *controlPlane {
 	return cp
 }
 
-// binaries are the executables the tier runs.
-type binaries struct{ etcd, kubeAPIServer string }
+// binaries are the executables the tier runs; devcluster/controlplane
+// finds them, for the benchmark too.
+type binaries = controlplane.Binaries
 
-// findBinaries looks for etcd on PATH (Debian's etcd-server package) and the
-// kube-apiserver in $PFGATEWAY_KUBE_APISERVER or hack/kube-apiserver.sh's
-// cache.
-func findBinaries() (binaries, error) {
-	var b binaries
-	var err error
-	if b.etcd, err = exec.LookPath("etcd"); err != nil {
-		return b, fmt.Errorf("etcd not found on PATH (apt-get install etcd-server): %w", err)
-	}
-	if p := os.Getenv("PFGATEWAY_KUBE_APISERVER"); p != "" {
-		b.kubeAPIServer = p
-	} else {
-		cache := os.Getenv("PFGATEWAY_CACHE")
-		if cache == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return b, err
-			}
-			cache = filepath.Join(home, ".cache", "pfgateway")
-		}
-		b.kubeAPIServer = filepath.Join(cache, "kube-apiserver-"+kubeAPIServerVersion)
-	}
-	if fi, err := os.Stat(b.kubeAPIServer); err != nil || fi.Mode()&0o111 == 0 {
-		return b, fmt.Errorf("kube-apiserver not found at %s (run hack/kube-apiserver.sh to build it): %v", b.kubeAPIServer, err)
-	}
-	return b, nil
-}
+func findBinaries() (binaries, error) { return controlplane.FindBinaries() }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pfgateway/pfgateway/devcluster"
+	"github.com/pfgateway/pfgateway/devcluster/controlplane"
 	"github.com/pfgateway/pfgateway/devcluster/kubelet"
 	"github.com/pfgateway/pfgateway/devcluster/pki"
 )
@@ -38,57 +39,18 @@ func (c *controlPlane) createObjects() error {
 	defer cancel()
 	core := c.admin.CoreV1()
 
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{"kubernetes.io/hostname": nodeName}}}
-	node, err := core.Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	if err := controlplane.RegisterNode(ctx, core, nodeName, c.kubelet.Port()); err != nil {
 		return err
 	}
-	// Status goes through the status subresource, as a kubelet reports it.
-	node.Status = corev1.NodeStatus{
-		// InternalIP only: the gateway (like the API server) prefers
-		// Hostname, which would not resolve here.
-		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
-		Conditions:      []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
-		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(c.kubelet.Port())}},
-	}
-	if _, err := core.Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("node status: %w", err)
-	}
-
 	if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	// No controller-manager creates the default ServiceAccount, which the
-	// ServiceAccount admission plugin wants before any pod.
-	for _, sa := range []string{"default", saName} {
-		if _, err := core.ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-	}
-
-	no := false
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: podName},
-		Spec: corev1.PodSpec{
-			NodeName:                     nodeName,
-			AutomountServiceAccountToken: &no,
-			Containers: []corev1.Container{{
-				Name: "main", Image: "pfgateway/hash",
-				Ports: []corev1.ContainerPort{{Name: "hash", ContainerPort: podPort, Protocol: corev1.ProtocolTCP}},
-			}},
-		},
-	}
-	if pod, err = core.Pods(namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if err := controlplane.CreateServiceAccounts(ctx, core, namespace, "default", saName); err != nil {
 		return err
 	}
-	pod.Status = corev1.PodStatus{
-		Phase:  corev1.PodRunning,
-		HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}},
-		PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}},
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-	}
-	if pod, err = core.Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("pod status: %w", err)
+	pod, err := controlplane.CreateRunningPod(ctx, core, namespace, podName, nodeName, podPort)
+	if err != nil {
+		return err
 	}
 	c.kubelet.SetPod(kubelet.Pod{Namespace: namespace, Name: podName, UID: string(pod.UID), Ports: map[int32]string{podPort: c.hash.Addr()}})
 
