@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/pfgateway/pfgateway/filewatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 )
@@ -46,49 +45,7 @@ func (m *Manager) Run(ctx context.Context, period time.Duration) {
 		}
 	}()
 
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		if err = w.Add(filepath.Dir(m.path)); err != nil {
-			_ = w.Close()
-		}
-	}
-	if err != nil {
-		klog.ErrorS(err, "Cannot watch the clusters file's directory; checking it periodically only", "path", m.path, "period", period)
-	} else {
-		defer w.Close()
-		events, errs = w.Events, w.Errors
-	}
-	// An edit between NewManager and the watch would otherwise wait a period.
-	m.Reload()
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	settle := time.NewTimer(time.Hour)
-	settle.Stop()
-	defer settle.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			m.Reload()
-		case <-settle.C:
-			m.Reload()
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			settle.Reset(debounce)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			klog.ErrorS(err, "Watching the clusters file", "path", m.path)
-		}
-	}
+	filewatch.Run(ctx, m.path, "clusters", period, debounce, m.Reload)
 }
 
 // Reload reads the file and installs it if it changed and is valid. A bad

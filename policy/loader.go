@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/pfgateway/pfgateway/filewatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 )
@@ -86,47 +85,7 @@ func (l *Loader) Current() *Policy {
 // there, which a watch on the file itself would miss) and also checks
 // every period, in case an event is lost, until ctx ends.
 func (l *Loader) Run(ctx context.Context, period time.Duration) {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		if err = w.Add(filepath.Dir(l.path)); err != nil {
-			_ = w.Close()
-		}
-	}
-	if err != nil {
-		klog.ErrorS(err, "Cannot watch the policy file's directory; checking it periodically only", "path", l.path, "period", period)
-	} else {
-		defer w.Close()
-		events, errs = w.Events, w.Errors
-	}
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	settle := time.NewTimer(time.Hour)
-	settle.Stop()
-	defer settle.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			l.Reload()
-		case <-settle.C:
-			l.Reload()
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			settle.Reset(debounce)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			klog.ErrorS(err, "Watching the policy file", "path", l.path)
-		}
-	}
+	filewatch.Run(ctx, l.path, "policy", period, debounce, l.Reload)
 }
 
 // Reload reads the file and installs it if it changed and is valid. A bad
