@@ -122,13 +122,27 @@ func (r *relay) largeData(br *bufio.Reader, src, dst *side, n int, fromClient bo
 		_, err := br.Discard(n - headerLen)
 		return unexpected(err)
 	}
-	_, err := io.CopyN(dst.c.W, br, int64(n-headerLen))
-	dst.wmu.Unlock()
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return io.ErrUnexpectedEOF
+	// Copied by hand rather than with io.CopyN so that a failed write (to
+	// a kubelet connection the session can replace) is told from a failed
+	// read, and the rest of the frame is still consumed.
+	var werr error
+	for left := n - headerLen; left > 0; {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				dst.wmu.Unlock()
+				return unexpected(err)
+			}
 		}
-		return err
+		chunk, _ := br.Peek(min(left, br.Buffered()))
+		if werr == nil {
+			_, werr = dst.c.W.Write(chunk)
+		}
+		_, _ = br.Discard(len(chunk))
+		left -= len(chunk)
+	}
+	dst.wmu.Unlock()
+	if werr != nil {
+		return r.writeFailed(dst, werr)
 	}
 	return nil
 }

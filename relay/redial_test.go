@@ -27,6 +27,8 @@ type kubeletPool struct {
 	raw    []net.Conn
 	dials  int
 	fail   error // Redial answers this instead of dialing
+	// firstW, if set, wraps the writer of the first connection dialed.
+	firstW func(net.Conn) io.Writer
 	wrap   func(net.Conn) net.Conn
 	client *spdystream.Connection
 }
@@ -75,7 +77,10 @@ func newKubeletPool(t *testing.T, kb kubeletBehaviour) *kubeletPool {
 func (p *kubeletPool) dial(ctx context.Context) (Conn, error) {
 	p.mu.Lock()
 	p.dials++
-	fail := p.fail
+	fail, wrap := p.fail, p.firstW
+	if p.dials > 1 {
+		wrap = nil
+	}
 	p.mu.Unlock()
 	if fail != nil {
 		return Conn{}, fail
@@ -85,7 +90,11 @@ func (p *kubeletPool) dial(ctx context.Context) (Conn, error) {
 	if err != nil {
 		return Conn{}, err
 	}
-	return Conn{R: c, W: c, Close: c.Close, SetWriteDeadline: c.SetWriteDeadline, Node: "node-b"}, nil
+	var w io.Writer = c
+	if wrap != nil {
+		w = wrap(c)
+	}
+	return Conn{R: c, W: w, Close: c.Close, SetWriteDeadline: c.SetWriteDeadline, Node: "node-b"}, nil
 }
 
 func (p *kubeletPool) setFail(err error) { p.mu.Lock(); p.fail = err; p.mu.Unlock() }
