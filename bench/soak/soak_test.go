@@ -19,8 +19,7 @@ func TestFaultFlag(t *testing.T) {
 		{name: "should take none", in: "", want: nil},
 		{name: "should skip none", in: "none,forbidden", want: []fault{faultForbidden}},
 		{name: "should refuse an unknown fault", in: "meteor", wantErr: `unknown fault "meteor"`},
-		{name: "should refuse kubelet-restart until the gateway re-dials", in: "kubelet-restart", wantErr: "needs backend self-healing"},
-		{name: "should refuse backend-cut until the gateway re-dials", in: "pod-close,backend-cut", wantErr: "needs backend self-healing"},
+		{name: "should take the backend faults", in: "kubelet-restart,pod-close,backend-cut", want: []fault{faultKubeletRestart, faultPodClose, faultBackendCut}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
