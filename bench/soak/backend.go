@@ -45,6 +45,7 @@ type backendFaults struct {
 	faults   []fault
 	interval time.Duration
 	window   time.Duration
+	grace    time.Duration
 	restart  func() error // restarts the test kubelet on the same address
 	proxy    *cutProxy
 
@@ -109,6 +110,17 @@ func (b *backendFaults) inject(f fault) {
 	}
 }
 
+// startBy is the latest start of a victim of ev: the gateway notices a
+// lost kubelet connection when it next reads from it, so a connection
+// begun a little after the fault may still go to the dead one. Callers
+// hold b.mu.
+func (b *backendFaults) startBy(ev backendEvent) time.Time {
+	if ev.end.IsZero() {
+		return time.Now().Add(b.grace)
+	}
+	return ev.end.Add(b.grace)
+}
+
 // until is the end of ev's window; a fault still being injected has none
 // yet. Callers hold b.mu.
 func (b *backendFaults) until(ev backendEvent) time.Time {
@@ -136,12 +148,13 @@ func (b *backendFaults) near(t time.Time) (backendEvent, bool) {
 
 // victim says whether a connection that ran from start to end and failed
 // the way a backend fault makes it fail was in flight when one hit: it
-// ended within the fault's window and began before that window closed.
+// ended within the fault's window and began at most -fault-grace after
+// the fault's injection ended.
 func (b *backendFaults) victim(start, end time.Time) (fault, bool) {
 	ev, ok := b.near(end)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !ok || start.After(b.until(ev)) {
+	if !ok || start.After(b.startBy(ev)) {
 		return faultNone, false
 	}
 	if !ev.end.IsZero() {
@@ -278,7 +291,7 @@ func (s *session) victim(err error, start, end time.Time, bf *backendFaults) str
 // node's kubelet port points at it, before any gateway starts) and
 // prepares the injector; it starts injecting with start.
 func startBackendFaults(c *config, cl *devcluster.Cluster, faults []fault) (*backendFaults, error) {
-	b := &backendFaults{faults: faults, interval: c.backendInterval, window: c.faultWindow, restart: cl.Kubelet.Restart}
+	b := &backendFaults{faults: faults, interval: c.backendInterval, window: c.faultWindow, grace: c.faultGrace, restart: cl.Kubelet.Restart}
 	if !slices.Contains(faults, faultBackendCut) {
 		return b, nil
 	}

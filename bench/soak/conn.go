@@ -50,6 +50,10 @@ type session struct {
 	// client closing it (client-go's ErrLostConnectionToPod), at lostAt.
 	lost   chan struct{}
 	lostAt time.Time
+	// hitAt (unix ns) is the end of the last connection a backend fault
+	// failed; survived: a clean connection began after it.
+	hitAt    atomic.Int64
+	survived atomic.Bool
 }
 
 // newSession wraps conn and watches it for the gateway ending it.
@@ -162,6 +166,9 @@ func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Dura
 	}()
 	end := time.Now()
 	r.total = end.Sub(start)
+	if err == nil && s.hitAt.Load() != 0 && start.UnixNano() > s.hitAt.Load() {
+		s.survived.Store(true)
+	}
 	victim := ""
 	if err != nil && !s.closed.Load() {
 		victim = s.victim(err, start, end, bf)
@@ -173,6 +180,10 @@ func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Dura
 		r.class = classSessionClosed
 	case victim != "":
 		r.class = victim
+		if s.gw.reconnects {
+			s.hitAt.Store(end.UnixNano())
+			s.survived.Store(false)
+		}
 	case err != nil:
 		where := bf.describe(start) + " to" + bf.describe(end)
 		if s.isLost() {

@@ -45,6 +45,7 @@ type config struct {
 	idleSessions    int
 	backendInterval time.Duration
 	faultWindow     time.Duration
+	faultGrace      time.Duration
 }
 
 // split divides -faults into those drawn per connection and the backend
@@ -72,6 +73,7 @@ func parseFlags() (*config, error) {
 	flag.Var(faultFlag{&c.faults}, "faults", "faults to inject (comma-separated; empty for none): "+strings.Join(faultNames[1:], ", ")+"; each has an equal share of -fault-rate except session-close, a tenth of one, and the backend faults kubelet-restart and backend-cut, which are events (-backend-fault-interval)")
 	flag.DurationVar(&c.backendInterval, "backend-fault-interval", 3*time.Second, "mean time between backend faults (kubelet-restart, backend-cut; uniform in ½× to 1½×), each hitting every session at once")
 	flag.DurationVar(&c.faultWindow, "fault-window", 5*time.Second, "a connection failed by a backend fault must end within this long of the fault (and have begun before then), or it is unexpected")
+	flag.DurationVar(&c.faultGrace, "fault-grace", time.Second, "a connection failed by a backend fault must have begun at most this long after the fault's injection ended (the gateway notices the loss when it next reads), or it is unexpected")
 	flag.Float64Var(&c.faultRate, "fault-rate", 0.1, "fraction of connections that get a fault")
 	flag.IntVar(&c.maxPayload, "max-payload", 128<<10, "largest payload per direction in bytes; sizes are uniform in their logarithm from 1 byte")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (sizes, faults, bytes); printed so a run can be repeated")
@@ -99,8 +101,8 @@ func parseFlags() (*config, error) {
 		return nil, fmt.Errorf("-sessions, -streams and -conns-per-session must be positive")
 	case c.faultRate < 0 || c.faultRate > 1:
 		return nil, fmt.Errorf("-fault-rate must be between 0 and 1")
-	case c.backendInterval <= 0 || c.faultWindow <= 0:
-		return nil, fmt.Errorf("-backend-fault-interval and -fault-window must be positive")
+	case c.backendInterval <= 0 || c.faultWindow <= 0 || c.faultGrace <= 0 || c.faultGrace > c.faultWindow:
+		return nil, fmt.Errorf("-backend-fault-interval, -fault-window and -fault-grace must be positive, -fault-grace at most -fault-window")
 	case c.maxPayload < 2 || c.maxPayload > 64<<20:
 		return nil, fmt.Errorf("-max-payload must be between 2 and 64 MiB")
 	case len(c.protocols) == 0 || len(c.splice) == 0:
@@ -322,6 +324,9 @@ func (r *runner) worker(w int) {
 		wg.Wait()
 		if s.isLost() {
 			r.sessionLost(s)
+		}
+		if s.hitAt.Load() != 0 {
+			r.st.sessionSurvival(s.survived.Load())
 		}
 		s.close()
 		r.open.Add(-1)

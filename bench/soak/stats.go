@@ -24,6 +24,7 @@ type stats struct {
 	shown          []string
 	sessions       int
 	sessionsFailed int
+	hit, survived  int               // stream-aware sessions a backend fault hit; of them, with a clean connection after
 	sessionClasses map[string]int    // sessions a backend fault ended or refused
 	sessionErr     map[string]string // the first error of each, as seen
 	slowest        []result          // the slowest connections of any class
@@ -70,6 +71,17 @@ func (s *stats) note(err error) {
 	s.unexpected++
 	if len(s.shown) < maxShown {
 		s.shown = append(s.shown, err.Error())
+	}
+}
+
+// sessionSurvival counts a stream-aware session a backend fault hit, and
+// whether a clean connection began on it after the last hit.
+func (s *stats) sessionSurvival(survived bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hit++
+	if survived {
+		s.survived++
 	}
 }
 
@@ -129,8 +141,8 @@ func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sample
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("## Soak: %d forwarded connections", done)
 	p("")
-	p("```\ngo run ./bench/soak -n %d -sessions %d -streams %d -conns-per-session %d -protocols %s -splice %s -faults %s -fault-rate %g -backend-fault-interval %s -fault-window %s -max-payload %d -seed %d\n```",
-		c.n, c.sessions, c.streams, c.connsPerSession, joinList(c.protocols), joinList(c.splice), faultList(c.faults), c.faultRate, c.backendInterval, c.faultWindow, c.maxPayload, c.seed)
+	p("```\ngo run ./bench/soak -n %d -sessions %d -streams %d -conns-per-session %d -protocols %s -splice %s -faults %s -fault-rate %g -backend-fault-interval %s -fault-window %s -fault-grace %s -max-payload %d -seed %d\n```",
+		c.n, c.sessions, c.streams, c.connsPerSession, joinList(c.protocols), joinList(c.splice), faultList(c.faults), c.faultRate, c.backendInterval, c.faultWindow, c.faultGrace, c.maxPayload, c.seed)
 	p("")
 	p("| | |")
 	p("|---|---|")
@@ -169,7 +181,9 @@ func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sample
 			}
 		}
 		p("")
-		p("Victims began at most %s and ended at most %s after the end of their fault's injection (window %s).", ms(startAfter), ms(endAfter), c.faultWindow)
+		p("Victims began at most %s and ended at most %s after the end of their fault's injection (bounds: -fault-grace %s, -fault-window %s).", ms(startAfter), ms(endAfter), c.faultGrace, c.faultWindow)
+		p("")
+		p("Stream-aware sessions with a connection reset by a backend fault: %d; of them, %d carried a later clean (byte-checked) connection, and none was ended by the gateway (that would be unexpected).", s.hit, s.survived)
 		for _, e := range errs {
 			p("**Could not inject:** %v", e)
 		}
