@@ -402,8 +402,11 @@ func (s *session) checkMessage(f fault, port int, got string) error {
 	}
 	if got != want {
 		err := fmt.Errorf("error stream says %q, want %q", got, want)
-		if got == "" {
+		switch {
+		case got == "":
 			err = fmt.Errorf("%w: %w", errCut, err) // both streams reset: no text
+		case s.gw.reconnects && isShutdownText(got):
+			err = fmt.Errorf("%w: %w", errKubeletText, err)
 		}
 		return err
 	}

@@ -3,7 +3,7 @@
 // random faults, checks every byte and every expected error, and samples
 // the gateways' goroutines, descriptors, RSS and heap every second:
 //
-//	go run ./bench/soak [-n 100000] [-sessions 16] [-streams 4] [-faults ...] [-fault-rate 0.1] [-samples soak.csv]
+//	go run ./bench/soak [-n 100000] [-sessions 16] [-streams 4] [-faults ...] [-fault-rate 0.1] [-backend-fault-interval 3s] [-samples soak.csv]
 //
 // It exits non-zero when any connection ended in a way its fault does not
 // explain, or when a gateway did not return to its goroutine and descriptor
@@ -230,7 +230,7 @@ loop:
 		// The gateways' own account of what went wrong; their logs go
 		// with the temporary directory.
 		for _, gw := range gws {
-			logf("gateway %s: the last 40 lines of its log:\n%s", gw.name, gw.proc.LogTail(40))
+			logf("gateway %s: sessions that did not complete (first 40):\n%s", gw.name, notCompleted(gw.proc.LogTail(1<<30), 40))
 		}
 	}
 	if err := smp.err(); err != nil {
@@ -331,6 +331,18 @@ func (r *runner) worker(w int) {
 		s.close()
 		r.open.Add(-1)
 	}
+}
+
+// notCompleted picks the gateway log's session ends other than
+// "completed".
+func notCompleted(log string, n int) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if len(out) < n && strings.Contains(l, `"Port-forward session ended"`) && !strings.Contains(l, `outcome="completed"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // sessionLost accounts for a session the gateway ended: expected only on
