@@ -239,10 +239,17 @@ var podAddrs = map[int]string{}
 // isShutdownText says whether m is exactly one of the test kubelet's
 // shutdown texts for one of the soak pod's ports.
 func isShutdownText(m string) bool {
+	prefix := func(port int) string {
+		return fmt.Sprintf("error forwarding port %d to pod %s_default, uid %s: ", port, podName, podUID)
+	}
+	// A forward that arrives while the kubelet closes is refused for any
+	// port, closedPort included.
+	if m == prefix(closedPort)+"kubelet is shutting down" {
+		return true
+	}
 	for port, addr := range podAddrs {
-		prefix := fmt.Sprintf("error forwarding port %d to pod %s_default, uid %s: ", port, podName, podUID)
-		if m == prefix+"kubelet is shutting down" ||
-			m == prefix+fmt.Sprintf("failed to connect to localhost:%d inside namespace %q: dial tcp %s: operation was canceled", port, podUID, addr) {
+		if m == prefix(port)+"kubelet is shutting down" ||
+			m == prefix(port)+fmt.Sprintf("failed to connect to localhost:%d inside namespace %q: dial tcp %s: operation was canceled", port, podUID, addr) {
 			return true
 		}
 	}

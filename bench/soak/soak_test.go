@@ -82,3 +82,23 @@ func TestEchoPod(t *testing.T) {
 		}
 	}
 }
+
+func TestIsShutdownText(t *testing.T) {
+	podAddrs = map[int]string{hashPort: "127.0.0.1:4000"}
+	t.Cleanup(func() { podAddrs = map[int]string{} })
+	for _, tt := range []struct {
+		m    string
+		want bool
+	}{
+		{"error forwarding port 9000 to pod soak_default, uid uid-default-soak: kubelet is shutting down", true},
+		{"error forwarding port 9999 to pod soak_default, uid uid-default-soak: kubelet is shutting down", true},
+		{`error forwarding port 9000 to pod soak_default, uid uid-default-soak: failed to connect to localhost:9000 inside namespace "uid-default-soak": dial tcp 127.0.0.1:4000: operation was canceled`, true},
+		{`error forwarding port 9000 to pod soak_default, uid uid-default-soak: failed to connect to localhost:9000 inside namespace "uid-default-soak": dial tcp 127.0.0.1:4001: operation was canceled`, false},
+		{"error forwarding port 9001 to pod soak_default, uid uid-default-soak: kubelet is shutting down", false},
+		{"", false},
+	} {
+		if got := isShutdownText(tt.m); got != tt.want {
+			t.Errorf("isShutdownText(%q) = %v, want %v", tt.m, got, tt.want)
+		}
+	}
+}
