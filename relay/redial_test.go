@@ -22,11 +22,11 @@ type kubeletPool struct {
 	ln net.Listener
 	kb kubeletBehaviour
 
-	mu     sync.Mutex
-	conns  []*spdystream.Connection
-	raw    []net.Conn
-	dials  int
-	fail   error // Redial answers this instead of dialing
+	mu    sync.Mutex
+	conns []*spdystream.Connection
+	raw   []net.Conn
+	dials int
+	fail  error // Redial answers this instead of dialing
 	// firstW, if set, wraps the writer of the first connection dialed.
 	firstW func(net.Conn) io.Writer
 	wrap   func(net.Conn) net.Conn

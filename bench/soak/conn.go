@@ -46,6 +46,14 @@ type session struct {
 	// and keep the closed connection's socket open for good.
 	creating sync.RWMutex
 	nextID   *atomic.Int64
+	// lost is closed when the connection's CloseChan fired without the
+	// client closing it (client-go's ErrLostConnectionToPod), at lostAt.
+	lost   chan struct{}
+	lostAt time.Time
+	// hitAt (unix ns) is the end of the last connection a backend fault
+	// failed; survived: a clean connection began after it.
+	hitAt    atomic.Int64
+	survived atomic.Bool
 }
 
 // result is one forwarded connection's outcome.
@@ -66,8 +74,10 @@ const (
 	classUnexpected    = "unexpected"
 )
 
-// conn runs one forwarded connection with fault f and classifies it.
-func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Duration) result {
+// run runs one forwarded connection with fault f and classifies it; bf
+// (nil without backend faults) explains failures that a backend fault
+// caused.
+func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Duration, bf *backendFaults) result {
 	start := time.Now()
 	r := result{fault: f, proto: s.proto, gw: s.gw.name}
 	port := hashPort
@@ -101,7 +111,7 @@ func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Dura
 				return s.checkMessage(f, port, waitMessage(msg, timeout))
 			}
 			_ = errS.Reset()
-			return fmt.Errorf("creating the data stream: %w", err)
+			return s.quiet(msg, fmt.Errorf("creating the data stream: %w", cut(err)), bf)
 		}
 		defer s.conn.RemoveStreams(errS, dataS)
 		// Bound the whole connection: a reset unblocks every read and write.
@@ -112,20 +122,40 @@ func (s *session) run(f fault, rng *rand.Rand, maxPayload int, timeout time.Dura
 		r.payload = n
 		if err == nil {
 			err = s.checkMessage(f, port, <-msg)
+		} else {
+			err = s.quiet(msg, cut(err), bf)
 		}
 		if timedOut.Load() {
 			err = fmt.Errorf("not done within %s: %v", timeout, err)
 		}
 		return err
 	}()
-	r.total = time.Since(start)
+	end := time.Now()
+	r.total = end.Sub(start)
+	if err == nil && s.hitAt.Load() != 0 && start.UnixNano() > s.hitAt.Load() {
+		s.survived.Store(true)
+	}
+	victim := ""
+	if err != nil && !s.closed.Load() {
+		victim = s.victim(err, start, end, bf)
+	}
 	switch {
 	case f == faultSessionClose && errors.Is(err, errClosedByUs):
 		r.class = f.String()
 	case err != nil && s.closed.Load():
 		r.class = classSessionClosed
+	case victim != "":
+		r.class = victim
+		if s.gw.reconnects {
+			s.hitAt.Store(end.UnixNano())
+			s.survived.Store(false)
+		}
 	case err != nil:
-		r.class, r.err = classUnexpected, fmt.Errorf("%s %s port %d fault %s: %w", s.gw.name, s.proto, port, f, err)
+		where := bf.describe(start) + " to" + bf.describe(end)
+		if s.isLost() {
+			where += "; the gateway ended the session" + bf.describe(s.lostAt)
+		}
+		r.class, r.err = classUnexpected, fmt.Errorf("%s %s port %d fault %s%s: %w", s.gw.name, s.proto, port, f, where, err)
 	case f == faultNone:
 		r.class = classOK
 	default:
@@ -145,7 +175,7 @@ func (s *session) streams(port int) (errS httpstream.Stream, msg <-chan string, 
 	// requestIDs count from 0 per session, as client-go's do.
 	id := strconv.FormatInt(s.nextID.Add(1)-1, 10)
 	if errS, msg, err = s.errorStream(port, id); err != nil {
-		return nil, nil, nil, fmt.Errorf("creating the error stream: %w", err)
+		return nil, nil, nil, fmt.Errorf("creating the error stream: %w", cut(err))
 	}
 	dataS, err = s.dataStream(port, id)
 	return errS, msg, dataS, err
@@ -166,7 +196,7 @@ func (s *session) errorStream(port int, id string) (httpstream.Stream, <-chan st
 	h.Set(corev1.StreamType, corev1.StreamTypeError)
 	h.Set(corev1.PortHeader, strconv.Itoa(port))
 	h.Set(corev1.PortForwardRequestIDHeader, id)
-	errS, err := s.conn.CreateStream(h)
+	errS, err := s.create(h)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,7 +215,7 @@ func (s *session) dataStream(port int, id string) (httpstream.Stream, error) {
 	h.Set(corev1.StreamType, corev1.StreamTypeData)
 	h.Set(corev1.PortHeader, strconv.Itoa(port))
 	h.Set(corev1.PortForwardRequestIDHeader, id)
-	return s.conn.CreateStream(h)
+	return s.create(h)
 }
 
 func waitMessage(msg <-chan string, d time.Duration) string {
@@ -304,7 +334,14 @@ func (s *session) checkMessage(f fault, port int, got string) error {
 		return nil // the streams are reset on our side: nothing can be read
 	}
 	if got != want {
-		return fmt.Errorf("error stream says %q, want %q", got, want)
+		err := fmt.Errorf("error stream says %q, want %q", got, want)
+		switch {
+		case got == "":
+			err = fmt.Errorf("%w: %w", errCut, err) // both streams reset: no text
+		case s.gw.reconnects && isShutdownText(got):
+			err = fmt.Errorf("%w: %w", errKubeletText, err)
+		}
+		return err
 	}
 	return nil
 }

@@ -31,13 +31,12 @@ const (
 	// connection (and the session's others) are in flight. Expected: every
 	// in-flight connection of that session fails; the next session works.
 	faultSessionClose
-	// faultKubeletRestart and faultBackendCut are listed for the
-	// self-healing work (issue 5 item 1) and cannot be enabled yet: today a
-	// lost kubelet connection ends the client's whole session, so there is
-	// no effect to check beyond "the session dies". Wire them once the
-	// gateway re-dials: restart the test kubelet (kubelet.Restart) or cut
-	// the gateway→kubelet TCP connection behind a proxy, and expect only
-	// the in-flight connections of the affected sessions to fail.
+	// faultKubeletRestart restarts the test kubelet on its address
+	// (kubelet.Restart: every connection cut, like a crash), and
+	// faultBackendCut severs every TCP connection through the proxy
+	// between the gateways and the kubelet. Both are backend faults:
+	// events that hit every session at once, not drawn per connection
+	// (backend.go says what each splice must do).
 	faultKubeletRestart
 	faultBackendCut
 	numFaults
@@ -45,14 +44,9 @@ const (
 
 var faultNames = [numFaults]string{"none", "client-reset", "pod-close", "not-listening", "forbidden", "session-close", "kubelet-restart", "backend-cut"}
 
-// unsupported says why a fault cannot be enabled ("" when it can).
-func (f fault) unsupported() string {
-	switch f {
-	case faultKubeletRestart, faultBackendCut:
-		return "needs backend self-healing (issue 5 item 1): a lost kubelet connection still ends the session"
-	}
-	return ""
-}
+// backend says whether f is injected as an event on the kubelet side
+// rather than drawn per connection.
+func (f fault) backend() bool { return f == faultKubeletRestart || f == faultBackendCut }
 
 func (f fault) String() string {
 	if f >= 0 && f < numFaults {
@@ -97,9 +91,6 @@ func (f faultFlag) Set(v string) error {
 		}
 		if x == faultNone {
 			continue
-		}
-		if why := x.unsupported(); why != "" {
-			return fmt.Errorf("fault %s: %s", x, why)
 		}
 		*f.set = append(*f.set, x)
 	}

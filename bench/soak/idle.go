@@ -50,9 +50,9 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 					errs <- fmt.Errorf("session %d: %w", i, err)
 					return
 				}
-				s := &session{conn: conn, gw: gw, proto: proto, nextID: new(atomic.Int64)}
+				s := newSession(conn, gw, proto)
 				sessions[i] = s
-				if res := s.run(faultNone, rng, 4<<10, r.c.connTimeout); res.class != classOK {
+				if res := s.run(faultNone, rng, 4<<10, r.c.connTimeout, nil); res.class != classOK {
 					errs <- fmt.Errorf("session %d: %v", i, res.err)
 					return
 				}
@@ -64,7 +64,7 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	defer func() {
 		for _, s := range sessions {
 			if s != nil {
-				_ = s.conn.Close()
+				s.close()
 			}
 		}
 	}()

@@ -3,7 +3,7 @@
 // random faults, checks every byte and every expected error, and samples
 // the gateways' goroutines, descriptors, RSS and heap every second:
 //
-//	go run ./bench/soak [-n 100000] [-sessions 16] [-streams 4] [-faults ...] [-fault-rate 0.1] [-samples soak.csv]
+//	go run ./bench/soak [-n 100000] [-sessions 16] [-streams 4] [-faults ...] [-fault-rate 0.1] [-backend-fault-interval 3s] [-samples soak.csv]
 //
 // It exits non-zero when any connection ended in a way its fault does not
 // explain, or when a gateway did not return to its goroutine and descriptor
@@ -43,10 +43,26 @@ type config struct {
 	gatewayArgs     []string
 	settle          time.Duration
 	idleSessions    int
+	backendInterval time.Duration
+	faultWindow     time.Duration
+	faultGrace      time.Duration
+}
+
+// split divides -faults into those drawn per connection and the backend
+// events.
+func (c *config) split() (conn, backend []fault) {
+	for _, f := range c.faults {
+		if f.backend() {
+			backend = append(backend, f)
+		} else {
+			conn = append(conn, f)
+		}
+	}
+	return conn, backend
 }
 
 func parseFlags() (*config, error) {
-	c := &config{faults: []fault{faultClientReset, faultPodClose, faultNotListening, faultForbidden, faultSessionClose}}
+	c := &config{faults: []fault{faultClientReset, faultPodClose, faultNotListening, faultForbidden, faultSessionClose, faultKubeletRestart, faultBackendCut}}
 	var protocols, splice, gwArgs string
 	flag.IntVar(&c.n, "n", 100000, "forwarded connections in all")
 	flag.IntVar(&c.sessions, "sessions", 16, "concurrent sessions (client-go port-forward connections to a gateway)")
@@ -54,7 +70,10 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.connsPerSession, "conns-per-session", 1000, "forwarded connections before a session is closed and a new one opened")
 	flag.StringVar(&protocols, "protocols", "spdy,websocket", "client-go dialers, taken in turn by new sessions: spdy, websocket (the SPDY-over-WebSocket tunnel)")
 	flag.StringVar(&splice, "splice", "streams-early,opaque", "gateway children, one per configuration, taken in turn by new sessions: streams-early, streams, opaque")
-	flag.Var(faultFlag{&c.faults}, "faults", "faults to inject (comma-separated; empty for none): "+strings.Join(faultNames[1:], ", ")+"; each has an equal share of -fault-rate except session-close, a tenth of one")
+	flag.Var(faultFlag{&c.faults}, "faults", "faults to inject (comma-separated; empty for none): "+strings.Join(faultNames[1:], ", ")+"; each has an equal share of -fault-rate except session-close, a tenth of one, and the backend faults kubelet-restart and backend-cut, which are events (-backend-fault-interval)")
+	flag.DurationVar(&c.backendInterval, "backend-fault-interval", 3*time.Second, "mean time between backend faults (kubelet-restart, backend-cut; uniform in ½× to 1½×), each hitting every session at once")
+	flag.DurationVar(&c.faultWindow, "fault-window", 5*time.Second, "a connection failed by a backend fault must end within this long of the fault (and have begun before then), or it is unexpected")
+	flag.DurationVar(&c.faultGrace, "fault-grace", time.Second, "a connection failed by a backend fault must have begun at most this long after the fault's injection ended (the gateway notices the loss when it next reads), or it is unexpected")
 	flag.Float64Var(&c.faultRate, "fault-rate", 0.1, "fraction of connections that get a fault")
 	flag.IntVar(&c.maxPayload, "max-payload", 128<<10, "largest payload per direction in bytes; sizes are uniform in their logarithm from 1 byte")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (sizes, faults, bytes); printed so a run can be repeated")
@@ -82,6 +101,8 @@ func parseFlags() (*config, error) {
 		return nil, fmt.Errorf("-sessions, -streams and -conns-per-session must be positive")
 	case c.faultRate < 0 || c.faultRate > 1:
 		return nil, fmt.Errorf("-fault-rate must be between 0 and 1")
+	case c.backendInterval <= 0 || c.faultWindow <= 0 || c.faultGrace <= 0 || c.faultGrace > c.faultWindow:
+		return nil, fmt.Errorf("-backend-fault-interval, -fault-window and -fault-grace must be positive, -fault-grace at most -fault-window")
 	case c.maxPayload < 2 || c.maxPayload > 64<<20:
 		return nil, fmt.Errorf("-max-payload must be between 2 and 64 MiB")
 	case len(c.protocols) == 0 || len(c.splice) == 0:
@@ -135,13 +156,14 @@ type runner struct {
 	c      *config
 	gws    []*gateway
 	st     *stats
-	issued atomic.Int64 // connections handed out
-	open   atomic.Int64 // sessions open
-	turn   atomic.Int64 // which gateway and protocol the next session takes
+	bf     *backendFaults // nil without backend faults
+	issued atomic.Int64   // connections handed out
+	open   atomic.Int64   // sessions open
+	turn   atomic.Int64   // which gateway and protocol the next session takes
 }
 
 func run(c *config) (bool, error) {
-	gws, spawn, cleanup, err := setUp(c)
+	gws, spawn, bf, cleanup, err := setUp(c)
 	if err != nil {
 		return false, err
 	}
@@ -150,7 +172,7 @@ func run(c *config) (bool, error) {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sig; logf("interrupted: stopping the gateways"); cleanup(); os.Exit(130) }()
 
-	r := &runner{c: c, gws: gws, st: newStats()}
+	r := &runner{c: c, gws: gws, st: newStats(), bf: bf}
 	// Warm up each gateway and protocol (informers, TLS session state, the
 	// kubelet client) before the baseline the leak check compares with.
 	for _, gw := range gws {
@@ -177,6 +199,9 @@ func run(c *config) (bool, error) {
 	logf("seed %d: %d connections over %d sessions × %d streams, protocols %v, gateways %v, faults %v at %.0f%%",
 		c.seed, c.n, c.sessions, c.streams, c.protocols, c.splice, c.faults, 100*c.faultRate)
 	start := time.Now()
+	if bf != nil {
+		bf.start(c.seed)
+	}
 	var wg sync.WaitGroup
 	for w := range c.sessions {
 		wg.Add(1)
@@ -197,13 +222,21 @@ loop:
 	}
 	progress.Stop()
 	elapsed := time.Since(start)
+	bf.halt()
 	settled := smp.settle(base, c.settle)
 	smp.stop()
-	report(os.Stdout, c, r.st, elapsed, smp, base, settled)
+	report(os.Stdout, c, r.st, elapsed, smp, base, settled, bf)
+	if r.st.unexpectedCount() > 0 {
+		// The gateways' own account of what went wrong; their logs go
+		// with the temporary directory.
+		for _, gw := range gws {
+			logf("gateway %s: sessions that did not complete (first 40):\n%s", gw.name, notCompleted(gw.proc.LogTail(1<<30), 40))
+		}
+	}
 	if err := smp.err(); err != nil {
 		return false, err
 	}
-	return r.st.unexpectedCount() == 0 && settled.ok, nil
+	return r.st.unexpectedCount() == 0 && settled.ok && bf.ok(), nil
 }
 
 // idle measures -idle-sessions idle sessions on a fresh gateway child per
@@ -241,11 +274,11 @@ func (r *runner) warmUp(gw *gateway, proto string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	s := &session{conn: conn, gw: gw, proto: proto, nextID: new(atomic.Int64)}
+	s := newSession(conn, gw, proto)
+	defer s.close()
 	rng := rand.New(rand.NewPCG(r.c.seed, 0))
 	for range 10 {
-		if res := s.run(faultNone, rng, r.c.maxPayload, r.c.connTimeout); res.class != classOK {
+		if res := s.run(faultNone, rng, r.c.maxPayload, r.c.connTimeout, nil); res.class != classOK {
 			return res.err
 		}
 	}
@@ -262,13 +295,19 @@ func (r *runner) worker(w int) {
 		proto := r.c.protocols[(turn/len(r.gws))%len(r.c.protocols)]
 		conn, err := gw.dial(proto)
 		if err != nil {
-			r.st.sessionFailed(fmt.Errorf("%s %s: opening a session: %w", gw.name, proto, err))
-			time.Sleep(time.Second)
+			// The gateway dials the kubelet to open a session: while a
+			// backend fault lasts that may fail.
+			if ev, ok := r.bf.near(time.Now()); ok {
+				r.st.sessionOutcome(ev.f.String()+"-open-refused", err)
+			} else {
+				r.st.sessionFailed(fmt.Errorf("%s %s: opening a session: %w", gw.name, proto, err))
+			}
+			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		r.open.Add(1)
 		r.st.sessionOpened()
-		s := &session{conn: conn, gw: gw, proto: proto, nextID: new(atomic.Int64)}
+		s := newSession(conn, gw, proto)
 		var left atomic.Int64
 		left.Store(int64(r.c.connsPerSession))
 		var wg sync.WaitGroup
@@ -277,30 +316,61 @@ func (r *runner) worker(w int) {
 			go func() {
 				defer wg.Done()
 				rng := rand.New(rand.NewPCG(r.c.seed, uint64(turn)<<16|uint64(k)))
-				for !s.closed.Load() && left.Add(-1) >= 0 && r.issued.Add(1) <= int64(r.c.n) {
-					r.st.add(s.run(r.pick(rng, gw), rng, r.c.maxPayload, r.c.connTimeout))
+				for !s.closed.Load() && !s.isLost() && left.Add(-1) >= 0 && r.issued.Add(1) <= int64(r.c.n) {
+					r.st.add(s.run(r.pick(rng, gw), rng, r.c.maxPayload, r.c.connTimeout, r.bf))
 				}
 			}()
 		}
 		wg.Wait()
-		_ = conn.Close()
+		if s.isLost() {
+			r.sessionLost(s)
+		}
+		if s.hitAt.Load() != 0 {
+			r.st.sessionSurvival(s.survived.Load())
+		}
+		s.close()
 		r.open.Add(-1)
 	}
 }
 
-// pick draws a connection's fault.
+// notCompleted picks the gateway log's session ends other than
+// "completed".
+func notCompleted(log string, n int) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if len(out) < n && strings.Contains(l, `"Port-forward session ended"`) && !strings.Contains(l, `outcome="completed"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// sessionLost accounts for a session the gateway ended: expected only on
+// an opaque gateway within a backend fault's window.
+func (r *runner) sessionLost(s *session) {
+	if !s.gw.reconnects {
+		if ev, ok := r.bf.near(s.lostAt); ok {
+			r.st.sessionOutcome(ev.f.String()+"-lost-session", nil)
+			return
+		}
+	}
+	r.st.sessionFailed(fmt.Errorf("%s %s: the gateway ended the session (client-go: lost connection to pod)%s", s.gw.name, s.proto, r.bf.describe(s.lostAt)))
+}
+
+// pick draws a connection's fault among the per-connection ones.
 func (r *runner) pick(rng *rand.Rand, gw *gateway) fault {
-	if len(r.c.faults) == 0 || rng.Float64() >= r.c.faultRate {
+	faults, _ := r.c.split()
+	if len(faults) == 0 || rng.Float64() >= r.c.faultRate {
 		return faultNone
 	}
 	// Equal shares, session-close a tenth of one: it takes the session's
 	// other in-flight connections with it.
 	var total float64
-	for _, f := range r.c.faults {
+	for _, f := range faults {
 		total += weight(f)
 	}
 	x := rng.Float64() * total
-	for _, f := range r.c.faults {
+	for _, f := range faults {
 		if x -= weight(f); x < 0 {
 			if f == faultForbidden && !gw.policy {
 				return faultNone // an opaque splice cannot enforce ports

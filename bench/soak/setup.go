@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/httpstream"
@@ -51,11 +52,12 @@ var splices = map[string]struct {
 
 // gateway is one gateway child and what its sessions need.
 type gateway struct {
-	name   string
-	policy bool // faultForbidden applies
-	proc   *gwproc.Proc
-	url    *url.URL
-	cfg    *rest.Config
+	name       string
+	policy     bool // faultForbidden applies
+	reconnects bool // stream-aware: survives a lost kubelet connection
+	proc       *gwproc.Proc
+	url        *url.URL
+	cfg        *rest.Config
 }
 
 // dial opens a session over proto ("spdy" or "websocket"), as kubectl does.
@@ -83,7 +85,7 @@ func (g *gateway) dial(proto string) (httpstream.Connection, error) {
 // setUp starts the dev cluster, the soak pod and one gateway child per
 // -splice; spawn starts another child (the caller stops it); cleanup undoes
 // what succeeded.
-func setUp(c *config) (gws []*gateway, spawn func(splice string) (*gateway, error), cleanup func(), err error) {
+func setUp(c *config) (gws []*gateway, spawn func(splice string) (*gateway, error), bf *backendFaults, cleanup func(), err error) {
 	var undo []func()
 	cleanup = func() {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -97,44 +99,53 @@ func setUp(c *config) (gws []*gateway, spawn func(splice string) (*gateway, erro
 	}()
 	dir, err := os.MkdirTemp("", "pfgateway-soak-")
 	if err != nil {
-		return nil, nil, cleanup, err
+		return nil, nil, nil, cleanup, err
 	}
 	undo = append(undo, func() { _ = os.RemoveAll(dir) })
 	bin := c.gatewayBin
 	if bin == "" {
 		logf("building %s", gwproc.GatewayPkg)
 		if bin, err = gwproc.BuildGateway(dir, false); err != nil {
-			return nil, nil, cleanup, err
+			return nil, nil, nil, cleanup, err
 		}
 	}
 	cl, err := devcluster.Start(devcluster.Options{Dir: dir})
 	if err != nil {
-		return nil, nil, cleanup, fmt.Errorf("dev cluster: %w", err)
+		return nil, nil, nil, cleanup, fmt.Errorf("dev cluster: %w", err)
 	}
 	undo = append(undo, cl.Close)
 	hash, err := hashpod.Start(hashpod.Options{MaxBytes: uint64(c.maxPayload)})
 	if err != nil {
-		return nil, nil, cleanup, err
+		return nil, nil, nil, cleanup, err
 	}
 	undo = append(undo, hash.Close)
 	echo, err := startEchoPod()
 	if err != nil {
-		return nil, nil, cleanup, err
+		return nil, nil, nil, cleanup, err
 	}
 	undo = append(undo, echo.Close)
 	ports := map[int32]string{hashPort: hash.Addr(), echoPort: echo.Addr(), forbiddenPort: echo.Addr()}
+	for p, a := range ports {
+		podAddrs[int(p)] = a
+	}
 	if err := cl.AddPod(devcluster.Pod{Name: podName, Labels: map[string]string{"app": "soak"}, Ports: ports}); err != nil {
-		return nil, nil, cleanup, err
+		return nil, nil, nil, cleanup, err
+	}
+	if _, backend := c.split(); len(backend) > 0 {
+		if bf, err = startBackendFaults(c, cl, backend); err != nil {
+			return nil, nil, nil, cleanup, err
+		}
+		undo = append(undo, bf.close)
 	}
 	// closedPort is not mapped: the test kubelet refuses its dial as a
 	// node would for a port nothing in the pod listens on.
 	user, err := cl.CA.Issue(pki.IssueOptions{CommonName: userName, Organization: []string{"soak"}, Usage: pki.Client})
 	if err != nil {
-		return nil, nil, cleanup, err
+		return nil, nil, nil, cleanup, err
 	}
 	policyFile := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(soakPolicy), 0o600); err != nil {
-		return nil, nil, cleanup, err
+		return nil, nil, nil, cleanup, err
 	}
 	spawn = func(name string) (*gateway, error) {
 		sp := splices[name]
@@ -149,7 +160,7 @@ func setUp(c *config) (gws []*gateway, spawn func(splice string) (*gateway, erro
 		}
 		logf("gateway %s: pid %d at %s, flags %s", name, p.Pid(), p.Addr, strings.Join(extra, " "))
 		return &gateway{
-			name: name, policy: sp.policy, proc: p,
+			name: name, policy: sp.policy, reconnects: sp.policy && !slices.Contains(c.gatewayArgs, "--kubelet-reconnect=false"), proc: p,
 			url: &url.URL{Scheme: "https", Host: p.Addr, Path: "/api/v1/namespaces/default/pods/" + podName + "/portforward"},
 			cfg: &rest.Config{Host: "https://" + p.Addr, TLSClientConfig: rest.TLSClientConfig{CAData: cl.CA.CertPEM, CertData: user.CertPEM, KeyData: user.KeyPEM}},
 		}, nil
@@ -157,10 +168,10 @@ func setUp(c *config) (gws []*gateway, spawn func(splice string) (*gateway, erro
 	for _, name := range c.splice {
 		gw, err := spawn(name)
 		if err != nil {
-			return nil, nil, cleanup, err
+			return nil, nil, nil, cleanup, err
 		}
 		undo = append(undo, func() { gw.proc.Stop() })
 		gws = append(gws, gw)
 	}
-	return gws, spawn, cleanup, nil
+	return gws, spawn, bf, cleanup, nil
 }

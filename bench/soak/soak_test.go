@@ -19,8 +19,7 @@ func TestFaultFlag(t *testing.T) {
 		{name: "should take none", in: "", want: nil},
 		{name: "should skip none", in: "none,forbidden", want: []fault{faultForbidden}},
 		{name: "should refuse an unknown fault", in: "meteor", wantErr: `unknown fault "meteor"`},
-		{name: "should refuse kubelet-restart until the gateway re-dials", in: "kubelet-restart", wantErr: "needs backend self-healing"},
-		{name: "should refuse backend-cut until the gateway re-dials", in: "pod-close,backend-cut", wantErr: "needs backend self-healing"},
+		{name: "should take the backend faults", in: "kubelet-restart,pod-close,backend-cut", want: []fault{faultKubeletRestart, faultPodClose, faultBackendCut}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +79,26 @@ func TestEchoPod(t *testing.T) {
 		want := data[:min(tt.k, tt.n)]
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("n=%d k=%d: got %d bytes (err %v), want the first %d then EOF", tt.n, tt.k, len(got), err, len(want))
+		}
+	}
+}
+
+func TestIsShutdownText(t *testing.T) {
+	podAddrs = map[int]string{hashPort: "127.0.0.1:4000"}
+	t.Cleanup(func() { podAddrs = map[int]string{} })
+	for _, tt := range []struct {
+		m    string
+		want bool
+	}{
+		{"error forwarding port 9000 to pod soak_default, uid uid-default-soak: kubelet is shutting down", true},
+		{"error forwarding port 9999 to pod soak_default, uid uid-default-soak: kubelet is shutting down", true},
+		{`error forwarding port 9000 to pod soak_default, uid uid-default-soak: failed to connect to localhost:9000 inside namespace "uid-default-soak": dial tcp 127.0.0.1:4000: operation was canceled`, true},
+		{`error forwarding port 9000 to pod soak_default, uid uid-default-soak: failed to connect to localhost:9000 inside namespace "uid-default-soak": dial tcp 127.0.0.1:4001: operation was canceled`, false},
+		{"error forwarding port 9001 to pod soak_default, uid uid-default-soak: kubelet is shutting down", false},
+		{"", false},
+	} {
+		if got := isShutdownText(tt.m); got != tt.want {
+			t.Errorf("isShutdownText(%q) = %v, want %v", tt.m, got, tt.want)
 		}
 	}
 }

@@ -24,14 +24,17 @@ type stats struct {
 	shown          []string
 	sessions       int
 	sessionsFailed int
-	slowest        []result // the slowest connections of any class
+	hit, survived  int               // stream-aware sessions a backend fault hit; of them, with a clean connection after
+	sessionClasses map[string]int    // sessions a backend fault ended or refused
+	sessionErr     map[string]string // the first error of each, as seen
+	slowest        []result          // the slowest connections of any class
 }
 
 // keepSlowest is how many of the slowest connections the report lists.
 const keepSlowest = 5
 
 func newStats() *stats {
-	return &stats{classes: map[string]int{}, paths: map[string]int{}}
+	return &stats{classes: map[string]int{}, paths: map[string]int{}, sessionClasses: map[string]int{}, sessionErr: map[string]string{}}
 }
 
 func (s *stats) add(r result) {
@@ -71,7 +74,29 @@ func (s *stats) note(err error) {
 	}
 }
 
+// sessionSurvival counts a stream-aware session a backend fault hit, and
+// whether a clean connection began on it after the last hit.
+func (s *stats) sessionSurvival(survived bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hit++
+	if survived {
+		s.survived++
+	}
+}
+
 func (s *stats) sessionOpened() { s.mu.Lock(); s.sessions++; s.mu.Unlock() }
+
+// sessionOutcome counts a session that a backend fault ended or refused,
+// as it should.
+func (s *stats) sessionOutcome(class string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessionClasses[class]++
+	if _, ok := s.sessionErr[class]; !ok && err != nil {
+		s.sessionErr[class] = err.Error()
+	}
+}
 
 // sessionFailed counts a session that could not be opened: unexpected.
 func (s *stats) sessionFailed(err error) {
@@ -106,7 +131,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // report writes the run's figures as markdown.
-func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sampler, base map[string]point, settled settleResult) {
+func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sampler, base map[string]point, settled settleResult, bf *backendFaults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	done := 0
@@ -116,8 +141,8 @@ func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sample
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("## Soak: %d forwarded connections", done)
 	p("")
-	p("```\ngo run ./bench/soak -n %d -sessions %d -streams %d -conns-per-session %d -protocols %s -splice %s -faults %s -fault-rate %g -max-payload %d -seed %d\n```",
-		c.n, c.sessions, c.streams, c.connsPerSession, joinList(c.protocols), joinList(c.splice), faultList(c.faults), c.faultRate, c.maxPayload, c.seed)
+	p("```\ngo run ./bench/soak -n %d -sessions %d -streams %d -conns-per-session %d -protocols %s -splice %s -faults %s -fault-rate %g -backend-fault-interval %s -fault-window %s -fault-grace %s -max-payload %d -seed %d\n```",
+		c.n, c.sessions, c.streams, c.connsPerSession, joinList(c.protocols), joinList(c.splice), faultList(c.faults), c.faultRate, c.backendInterval, c.faultWindow, c.faultGrace, c.maxPayload, c.seed)
 	p("")
 	p("| | |")
 	p("|---|---|")
@@ -142,6 +167,36 @@ func report(w io.Writer, c *config, s *stats, elapsed time.Duration, smp *sample
 		p("| %s (setup %s) | %s, %s | %s %s |", ms(r.total), ms(r.setup), r.fault, r.class, r.gw, r.proto)
 	}
 	p("")
+	if bf != nil {
+		counts, severed, errs, startAfter, endAfter := bf.summary()
+		p("| Backend faults | Injected |")
+		p("|---|---|")
+		for _, f := range []fault{faultKubeletRestart, faultBackendCut} {
+			if n, ok := counts[f]; ok {
+				extra := ""
+				if f == faultBackendCut {
+					extra = fmt.Sprintf(" (%d TCP connections severed, both ends)", severed)
+				}
+				p("| %s | %d%s |", f, n, extra)
+			}
+		}
+		p("")
+		p("Victims began at most %s and ended at most %s after the end of their fault's injection (bounds: -fault-grace %s, -fault-window %s).", ms(startAfter), ms(endAfter), c.faultGrace, c.faultWindow)
+		p("")
+		p("Stream-aware sessions with a connection reset by a backend fault: %d; of them, %d carried a later clean (byte-checked) connection, and none was ended by the gateway (that would be unexpected).", s.hit, s.survived)
+		for _, e := range errs {
+			p("**Could not inject:** %v", e)
+		}
+		p("")
+		if len(s.sessionClasses) > 0 {
+			p("| Sessions a backend fault ended or refused (expected) | Sessions | First error |")
+			p("|---|---|---|")
+			for _, k := range sortedKeys(s.sessionClasses) {
+				p("| %s | %d | %s |", k, s.sessionClasses[k], s.sessionErr[k])
+			}
+			p("")
+		}
+	}
 	p("| Clean connections by gateway and protocol | |")
 	p("|---|---|")
 	for _, k := range sortedKeys(s.paths) {
