@@ -121,10 +121,15 @@ func (r *relay) deny(p *pair, st *stream, why Outcome, msg string, status uint32
 		return
 	}
 	p.denied, p.forced, p.denyMsg = true, why, msg
-	// A stream of the pair that already reached the kubelet is withdrawn.
+	// A stream of the pair that already reached the kubelet is withdrawn,
+	// except while a Stop closes the session: the kubelet connection closes
+	// within stopBound anyway, and an RST racing the kubelet's own close of
+	// that stream trips a data race inside spdystream (handleResetFrame
+	// writes Stream.replied without its lock), seen under -race in the test
+	// kubelet.
 	for _, s := range []*stream{p.errS, p.dataS} {
 		if s != nil && s.kid != 0 {
-			if !s.k.lost {
+			if !s.k.lost && r.stopMsg == "" {
 				o.rst(s.k, s.kid, rstCancel)
 			}
 			delete(s.k.streams, s.kid)
