@@ -1,11 +1,12 @@
 package upgrade
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
 	"sync"
+
+	"github.com/pfgateway/pfgateway/relay"
 )
 
 // bufSize is the copy buffer: twice the largest TLS record payload (16 KiB),
@@ -59,10 +60,9 @@ func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, backen
 	return err
 }
 
-// frameBufSize holds two maximal io.Copy-sized SPDY data frames.
-const frameBufSize = 64<<10 + 64
-
-var frameReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, frameBufSize) }}
+// frameBufSize holds two maximal io.Copy-sized SPDY data frames; the
+// reader holds it only while bytes flow (relay.FrameReader).
+const frameBufSize = relay.FrameBufSize
 
 // spdyFrameLen is the length of the SPDY frame whose 8-byte header is h:
 // control and data frames both carry a 24-bit length in bytes 5–7.
@@ -74,9 +74,8 @@ func spdyFrameLen(h []byte) int { return 8 + (int(h[5])<<16 | int(h[6])<<8 | int
 // one call, so a 32 KiB data frame that spdystream wrote as three writes
 // (stream id, flags and length, data) leaves as one.
 func copyFrames(dst io.Writer, src io.Reader) error {
-	br := frameReaders.Get().(*bufio.Reader)
-	br.Reset(src)
-	defer func() { br.Reset(nil); frameReaders.Put(br) }()
+	br := relay.NewFrameReader(src)
+	defer br.Release()
 	for {
 		h, err := br.Peek(8)
 		if err != nil {
