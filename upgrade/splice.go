@@ -31,28 +31,45 @@ func (c countingWriter) Write(p []byte) (int, error) {
 
 // splice copies client→backend and backend→client until either direction
 // ends, then closes both. With framed set, both directions carry SPDY and
-// are relayed a whole frame (or a batch of whole frames) per write.
+// are relayed a whole frame (or a batch of whole frames) per write. The
+// kubelet→client direction runs on the caller's goroutine, so an idle
+// session parks one goroutine stack fewer.
 func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, framed bool, addUp, addDown func(int)) error {
-	errc := make(chan error, 2)
-	cp := func(dst io.Writer, src io.Reader) {
-		var err error
+	cp := func(dst io.Writer, src io.Reader) error {
 		if framed {
-			err = copyFrames(dst, src)
-		} else {
-			bp := bufPool.Get().(*[]byte)
-			_, err = io.CopyBuffer(dst, onlyReader{src}, *bp)
-			bufPool.Put(bp)
+			return copyFrames(dst, src)
 		}
-		errc <- err
+		bp := bufPool.Get().(*[]byte)
+		_, err := io.CopyBuffer(dst, onlyReader{src}, *bp)
+		bufPool.Put(bp)
+		return err
 	}
-	go cp(countingWriter{backend, addUp}, client)
-	go cp(countingWriter{client, addDown}, backendR)
-	err := <-errc
-	_ = clientConn.Close()
-	_ = backend.Close()
-	err2 := <-errc
+	// The direction that ends first closes both and names the error.
+	var once sync.Once
+	var first error
+	var upFirst bool
+	end := func(err error, isUp bool) {
+		once.Do(func() {
+			first, upFirst = err, isUp
+			_ = clientConn.Close()
+			_ = backend.Close()
+		})
+	}
+	upc := make(chan error, 1)
+	go func() {
+		err := cp(countingWriter{backend, addUp}, client)
+		end(err, true)
+		upc <- err
+	}()
+	down := cp(countingWriter{client, addDown}, backendR)
+	end(down, false)
+	up := <-upc
+	err := first
 	if isClosed(err) {
-		err = err2
+		err = up
+		if upFirst {
+			err = down
+		}
 	}
 	if isClosed(err) {
 		return nil
