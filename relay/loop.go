@@ -1,20 +1,14 @@
 package relay
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"sync"
 )
 
-// bufSize holds two maximal io.Copy-sized SPDY data frames (32 KiB each,
-// as spdystream writes them), so a reader drains a TLS record's worth of
-// frames in one write.
-const bufSize = 64<<10 + 64
-
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+// bufSize is the read buffer of a side while bytes flow (lazyreader.go).
+const bufSize = FrameBufSize
 
 var errClosed = net.ErrClosed
 
@@ -36,9 +30,8 @@ func (e *writeError) Unwrap() error { return e.err }
 // The client's frames go to the kubelet connection of their stream (dst
 // nil): a batch ends where that connection changes.
 func (r *relay) readLoop(src, to *side, fromClient bool) error {
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(src.c.R)
-	defer func() { br.Reset(nil); readers.Put(br) }()
+	br := NewFrameReader(src.c.R)
+	defer br.Release()
 	for {
 		h, err := br.Peek(headerLen)
 		if err != nil {
@@ -104,7 +97,7 @@ func (r *relay) readLoop(src, to *side, fromClient bool) error {
 }
 
 // largeData relays one DATA frame bigger than the read buffer.
-func (r *relay) largeData(br *bufio.Reader, src, dst *side, n int, fromClient bool) error {
+func (r *relay) largeData(br *FrameReader, src, dst *side, n int, fromClient bool) error {
 	var h [headerLen]byte
 	p, _ := br.Peek(headerLen)
 	copy(h[:], p)

@@ -1,11 +1,12 @@
 package upgrade
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
 	"sync"
+
+	"github.com/pfgateway/pfgateway/relay"
 )
 
 // bufSize is the copy buffer: twice the largest TLS record payload (16 KiB),
@@ -30,28 +31,45 @@ func (c countingWriter) Write(p []byte) (int, error) {
 
 // splice copies client→backend and backend→client until either direction
 // ends, then closes both. With framed set, both directions carry SPDY and
-// are relayed a whole frame (or a batch of whole frames) per write.
+// are relayed a whole frame (or a batch of whole frames) per write. The
+// kubelet→client direction runs on the caller's goroutine, so an idle
+// session parks one goroutine stack fewer.
 func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, framed bool, addUp, addDown func(int)) error {
-	errc := make(chan error, 2)
-	cp := func(dst io.Writer, src io.Reader) {
-		var err error
+	cp := func(dst io.Writer, src io.Reader) error {
 		if framed {
-			err = copyFrames(dst, src)
-		} else {
-			bp := bufPool.Get().(*[]byte)
-			_, err = io.CopyBuffer(dst, onlyReader{src}, *bp)
-			bufPool.Put(bp)
+			return copyFrames(dst, src)
 		}
-		errc <- err
+		bp := bufPool.Get().(*[]byte)
+		_, err := io.CopyBuffer(dst, onlyReader{src}, *bp)
+		bufPool.Put(bp)
+		return err
 	}
-	go cp(countingWriter{backend, addUp}, client)
-	go cp(countingWriter{client, addDown}, backendR)
-	err := <-errc
-	_ = clientConn.Close()
-	_ = backend.Close()
-	err2 := <-errc
+	// The direction that ends first closes both and names the error.
+	var once sync.Once
+	var first error
+	var upFirst bool
+	end := func(err error, isUp bool) {
+		once.Do(func() {
+			first, upFirst = err, isUp
+			_ = clientConn.Close()
+			_ = backend.Close()
+		})
+	}
+	upc := make(chan error, 1)
+	go func() {
+		err := cp(countingWriter{backend, addUp}, client)
+		end(err, true)
+		upc <- err
+	}()
+	down := cp(countingWriter{client, addDown}, backendR)
+	end(down, false)
+	up := <-upc
+	err := first
 	if isClosed(err) {
-		err = err2
+		err = up
+		if upFirst {
+			err = down
+		}
 	}
 	if isClosed(err) {
 		return nil
@@ -59,10 +77,9 @@ func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, backen
 	return err
 }
 
-// frameBufSize holds two maximal io.Copy-sized SPDY data frames.
-const frameBufSize = 64<<10 + 64
-
-var frameReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, frameBufSize) }}
+// frameBufSize holds two maximal io.Copy-sized SPDY data frames; the
+// reader holds it only while bytes flow (relay.FrameReader).
+const frameBufSize = relay.FrameBufSize
 
 // spdyFrameLen is the length of the SPDY frame whose 8-byte header is h:
 // control and data frames both carry a 24-bit length in bytes 5–7.
@@ -74,9 +91,8 @@ func spdyFrameLen(h []byte) int { return 8 + (int(h[5])<<16 | int(h[6])<<8 | int
 // one call, so a 32 KiB data frame that spdystream wrote as three writes
 // (stream id, flags and length, data) leaves as one.
 func copyFrames(dst io.Writer, src io.Reader) error {
-	br := frameReaders.Get().(*bufio.Reader)
-	br.Reset(src)
-	defer func() { br.Reset(nil); frameReaders.Put(br) }()
+	br := relay.NewFrameReader(src)
+	defer br.Release()
 	for {
 		h, err := br.Peek(8)
 		if err != nil {

@@ -32,7 +32,11 @@ var writePool sync.Pool
 
 func newUpgrader(protocol string) *gwebsocket.Upgrader {
 	return &gwebsocket.Upgrader{
-		ReadBufferSize:  wsBufSize,
+		// 0: gorilla reads through the HTTP server's 4 KiB reader, which
+		// the hijacked connection keeps for its life anyway, instead of a
+		// 64 KiB one of its own held by every idle tunnel (bufio passes a
+		// read of 4 KiB or more with nothing buffered straight through).
+		ReadBufferSize:  0,
 		WriteBufferSize: wsBufSize,
 		WriteBufferPool: &writePool,
 		// Callers authenticate with certificates or bearer tokens, never
