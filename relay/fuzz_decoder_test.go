@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"reflect"
 	"strings"
@@ -64,6 +65,31 @@ func withinLimits(f spdy.Frame, payload int) bool {
 	return n <= maxHeaderCount
 }
 
+// sameFrame compares decoded frames as their users can: spdystream's
+// ControlFrameHeader keeps version, type and length unexported, and the
+// relay's header-frame decoder sets only Flags.
+func sameFrame(a, b spdy.Frame) bool {
+	return reflect.DeepEqual(visible(a), visible(b))
+}
+
+func visible(f spdy.Frame) spdy.Frame {
+	switch f := f.(type) {
+	case *spdy.SynStreamFrame:
+		c := *f
+		c.CFHeader = spdy.ControlFrameHeader{Flags: f.CFHeader.Flags}
+		return &c
+	case *spdy.SynReplyFrame:
+		c := *f
+		c.CFHeader = spdy.ControlFrameHeader{Flags: f.CFHeader.Flags}
+		return &c
+	case *spdy.HeadersFrame:
+		c := *f
+		c.CFHeader = spdy.ControlFrameHeader{Flags: f.CFHeader.Flags}
+		return &c
+	}
+	return f
+}
+
 // decodeAgainstFramer decodes frames in order with the relay's decoder and
 // with a default spdy.Framer reading their concatenation, until the relay
 // fails (where the relay ends its session).
@@ -88,9 +114,9 @@ func decodeAgainstFramer(t *testing.T, frames [][]byte) {
 		switch {
 		case err == nil && !refOK:
 			t.Fatalf("frame %d (% x): the relay accepted %#v; spdy.Framer: %v, read %d of %d bytes", i, fr[:min(len(fr), 32)], got, rerr, before-rd.Len(), len(fr))
-		case err == nil && !reflect.DeepEqual(got, want):
+		case err == nil && !sameFrame(got, want):
 			t.Fatalf("frame %d: the relay decoded %#v, spdy.Framer %#v", i, got, want)
-		case err != nil && refOK && withinLimits(want, len(fr)-headerLen):
+		case err != nil && refOK && withinLimits(want, len(fr)-headerLen) && !stricterThanFramer(err):
 			t.Fatalf("frame %d (% x): the relay refused (%v) a frame spdy.Framer accepts within the relay's limits: %#v", i, fr[:min(len(fr), 32)], err, want)
 		case err != nil:
 			return
@@ -131,4 +157,13 @@ func FuzzDecoder(f *testing.F) {
 		decodeAgainstFramer(t, [][]byte{wholeFrame(data)})
 		decodeAgainstFramer(t, splitFrames(data))
 	})
+}
+
+// stricterThanFramer says whether the relay refused a header block that a
+// stateful zlib reader could still read, but only by leaving its stream
+// inside a deflate block, ended, or with bytes (inflatable or not) for the
+// next block (see zstream). That peers' real blocks are all read is
+// FuzzHeaderCodec's job, with spdystream's own writer.
+func stricterThanFramer(err error) bool {
+	return errors.Is(err, errNotFlushed) || errors.Is(err, errStreamEnded) || errors.Is(err, errBlockTrailing) || errors.Is(err, errCorrupt)
 }

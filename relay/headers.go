@@ -67,18 +67,21 @@ func (e *storedEncoder) appendSynReply(b []byte, id uint32, flags byte, h http.H
 	return append(b, block...)
 }
 
-// decoder parses one side's control frames with spdystream's own Framer, so
-// header blocks are read exactly as the kubelet or client-go would read
-// them, under tighter limits.
+// decoder parses one side's control frames. Frames without a header block
+// go to spdystream's own Framer, so they are read exactly as the kubelet or
+// client-go would read them; header-bearing frames are read by
+// decodeHeaders, which does what the Framer does (same checks, same
+// frames) with one zlib context that costs nothing while idle (zstream).
 type decoder struct {
 	src frameSource
-	f   *spdy.Framer
+	f   *spdy.Framer // never given a header block, so it never builds its zlib reader
+	z   zstream
 }
 
 func newDecoder() *decoder {
 	d := &decoder{}
-	// The Framer keeps the reader it was built with (its zlib reader reads
-	// through it), so it is one stable object pointed at each frame in turn.
+	// The Framer keeps the reader it was built with, so it is one stable
+	// object pointed at each frame in turn.
 	d.f, _ = spdy.NewFramerWithOptions(nil, &d.src,
 		spdy.WithMaxControlFramePayloadSize(maxControlPayload),
 		spdy.WithMaxHeaderCount(maxHeaderCount),
@@ -90,18 +93,28 @@ var errTrailing = errors.New("control frame longer than its content")
 
 // decode parses frame, one whole control frame (header included).
 func (d *decoder) decode(frame []byte) (spdy.Frame, error) {
+	if len(frame) >= headerLen && isControl(frame) {
+		switch controlType(frame) {
+		case typeSynStream, typeSynReply, typeHeaders:
+			return d.decodeHeaders(frame)
+		}
+	}
 	d.src.b = frame
 	f, err := d.f.ReadFrame()
 	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("truncated control frame: %w", io.ErrUnexpectedEOF)
-		}
-		return nil, err
+		return nil, truncated(err)
 	}
 	if len(d.src.b) != 0 {
 		return nil, errTrailing
 	}
 	return f, nil
+}
+
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("truncated control frame: %w", io.ErrUnexpectedEOF)
+	}
+	return err
 }
 
 // frameSource is a reader over one frame's bytes.

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -73,6 +75,12 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	}
 	time.Sleep(idleQuiet)
 	res.after, err = read(gw)
+	if os.Getenv("PFGW_PROFILE_DIR") != "" {
+		// A gwprof child (-gateway-bin built from bench/internal/gwprof)
+		// writes where the idle sessions' memory is.
+		_ = gw.proc.Signal(syscall.SIGHUP)
+		time.Sleep(2 * time.Second)
+	}
 	return res, err
 }
 

@@ -406,3 +406,7 @@ func ClockTicks() int64 {
 	}
 	return 100
 }
+
+// Signal sends sig to the child (SIGHUP: gwprof writes heap and goroutine
+// profiles into $PFGW_PROFILE_DIR).
+func (g *Proc) Signal(sig os.Signal) error { return g.cmd.Process.Signal(sig) }

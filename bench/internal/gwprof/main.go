@@ -4,7 +4,8 @@
 //
 // With PFGW_PROFILE_DIR set, SIGUSR1 starts a CPU profile and SIGUSR2 stops
 // it and writes $PFGW_PROFILE_DIR/profile-N.pprof (N counts from 1); the
-// file appears, complete, by rename.
+// file appears, complete, by rename. SIGHUP writes heap-N.pprof (in-use
+// memory after a GC) and goroutines-N.txt, for the idle-session figures.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -21,7 +23,7 @@ import (
 func main() {
 	if dir := os.Getenv("PFGW_PROFILE_DIR"); dir != "" {
 		ch := make(chan os.Signal, 4)
-		signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2)
+		signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
 		go profileOnSignal(dir, ch)
 	}
 	if err := app.NewCommand().Execute(); err != nil {
@@ -32,9 +34,12 @@ func main() {
 
 func profileOnSignal(dir string, ch <-chan os.Signal) {
 	var f *os.File
-	seq := 0
+	seq, heapSeq := 0, 0
 	for sig := range ch {
 		switch {
+		case sig == syscall.SIGHUP:
+			heapSeq++
+			writeProfiles(dir, heapSeq)
 		case sig == syscall.SIGUSR1 && f == nil:
 			var err error
 			if f, err = os.Create(filepath.Join(dir, "profile.tmp")); err != nil {
@@ -54,6 +59,29 @@ func profileOnSignal(dir string, ch <-chan os.Signal) {
 			if err := os.Rename(filepath.Join(dir, "profile.tmp"), filepath.Join(dir, fmt.Sprintf("profile-%d.pprof", seq))); err != nil {
 				fmt.Fprintln(os.Stderr, "gwprof:", err)
 			}
+		}
+	}
+}
+
+// writeProfiles writes the heap (after a GC, so in-use is what is live) and
+// the goroutines with their stacks.
+func writeProfiles(dir string, seq int) {
+	runtime.GC()
+	for name, debug := range map[string]int{"heap": 0, "goroutine": 1} {
+		tmp := filepath.Join(dir, name+".tmp")
+		f, err := os.Create(tmp)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gwprof:", err)
+			continue
+		}
+		ext := map[int]string{0: "pprof", 1: "txt"}[debug]
+		err = pprof.Lookup(name).WriteTo(f, debug)
+		f.Close()
+		if err == nil {
+			err = os.Rename(tmp, filepath.Join(dir, fmt.Sprintf("%s-%d.%s", name, seq, ext)))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gwprof:", err)
 		}
 	}
 }
