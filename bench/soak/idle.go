@@ -87,11 +87,12 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 // idleReport writes the idle-session figures as markdown.
 func idleReport(w io.Writer, results []idleResult) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("| Idle sessions | RSS per session | Heap in use per session | Goroutines per session | FDs per session | RSS before → after |")
-	p("|---|---|---|---|---|---|")
+	p("| Idle sessions | RSS per session | Heap in use per session | Stacks per session | Goroutines per session | FDs per session | RSS before → after |")
+	p("|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		p("| %d × %s %s | %.1f KiB | %.1f KiB | %.2f | %.2f | %s → %s |", r.n, r.gw, r.proto,
+		p("| %d × %s %s | %.1f KiB | %.1f KiB | %.1f KiB | %.2f | %.2f | %s → %s |", r.n, r.gw, r.proto,
 			r.per(func(x point) int64 { return x.rss })/1024, r.per(func(x point) int64 { return x.heap })/1024,
+			r.per(func(x point) int64 { return x.stack })/1024,
 			r.per(func(x point) int64 { return int64(x.goroutines) }), r.per(func(x point) int64 { return int64(x.fds) }),
 			mib(r.before.rss), mib(r.after.rss))
 	}

@@ -39,6 +39,7 @@ type config struct {
 	seed            uint64
 	connTimeout     time.Duration
 	samples         string
+	plot            string
 	gatewayBin      string
 	gatewayArgs     []string
 	settle          time.Duration
@@ -79,11 +80,16 @@ func parseFlags() (*config, error) {
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (sizes, faults, bytes); printed so a run can be repeated")
 	flag.DurationVar(&c.connTimeout, "conn-timeout", time.Minute, "a forwarded connection not done in this long is an unexpected error")
 	flag.StringVar(&c.samples, "samples", "", "write the once-a-second samples (goroutines, fds, RSS, heap per gateway) to this CSV file")
+	flag.StringVar(&c.plot, "plot", "", "with -samples, draw the samples as curves over the connections done into this PNG file")
 	flag.StringVar(&c.gatewayBin, "gateway-bin", "", "run this gateway binary instead of building ./cmd/pfgateway")
 	flag.StringVar(&gwArgs, "gateway-args", "", "extra flags for every gateway child, space-separated (e.g. \"--max-sessions=100\")")
 	flag.DurationVar(&c.settle, "settle", 30*time.Second, "after the last session, how long a gateway may take to return to its goroutine and fd baseline")
 	flag.IntVar(&c.idleSessions, "idle-sessions", 0, "first measure what this many idle sessions cost a fresh gateway child, per -splice and -protocols (RSS, heap, goroutines, fds per session); with -n 0 only that")
 	flag.Parse()
+	if c.plot != "" && c.samples == "" {
+		fmt.Fprintln(os.Stderr, "soak: -plot needs -samples")
+		os.Exit(2)
+	}
 	// The test kubelet runs in this process and logs every refused dial
 	// and reset the faults cause; keep the output to the report.
 	klog.SetOutput(io.Discard)
@@ -226,6 +232,12 @@ loop:
 	settled := smp.settle(base, c.settle)
 	smp.stop()
 	report(os.Stdout, c, r.st, elapsed, smp, base, settled, bf)
+	if c.plot != "" {
+		if err := writePlot(c.samples, c.plot); err != nil {
+			return false, err
+		}
+		logf("curves in %s", c.plot)
+	}
 	if r.st.unexpectedCount() > 0 {
 		// The gateways' own account of what went wrong; their logs go
 		// with the temporary directory.
