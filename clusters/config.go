@@ -7,12 +7,11 @@
 package clusters
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
 
+	"github.com/pfgateway/pfgateway/filewatch"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
@@ -129,7 +128,7 @@ func Parse(data []byte, dir string) (*Config, error) {
 	if errs := validate(&f); len(errs) > 0 {
 		return nil, fmt.Errorf("invalid clusters file: %w", errs.ToAggregate())
 	}
-	c := &Config{Clusters: make([]Cluster, len(f.Clusters)), AuthenticationCluster: f.AuthenticationCluster, Hash: hashOf(data)}
+	c := &Config{Clusters: make([]Cluster, len(f.Clusters)), AuthenticationCluster: f.AuthenticationCluster, Hash: filewatch.Hash(data)}
 	for i, cl := range f.Clusters {
 		if cl.Backend == "" {
 			cl.Backend = BackendKubelet
@@ -193,9 +192,4 @@ func validate(f *File) field.ErrorList {
 		errs = append(errs, field.NotFound(field.NewPath("authenticationCluster"), a))
 	}
 	return errs
-}
-
-func hashOf(data []byte) string {
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
 }

@@ -2,9 +2,6 @@ package clusters
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/pfgateway/pfgateway/filewatch"
@@ -14,8 +11,8 @@ import (
 
 // Reload results, the values of the reloads counter's result label.
 const (
-	ResultSuccess = "success"
-	ResultFailure = "failure"
+	ResultSuccess = filewatch.ResultSuccess
+	ResultFailure = filewatch.ResultFailure
 )
 
 // debounce lets an editor or a ConfigMap update finish writing before the
@@ -55,86 +52,48 @@ func (m *Manager) Reload() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur := m.cur.Load()
-	data, err := readFile(m.path)
-	key := "error: " + fmt.Sprint(err)
-	if err == nil {
-		key = hashOf(data)
-		if key == cur.cfg.Hash {
-			m.failed = ""
-			return
-		}
-	}
-	if key == m.failed {
-		return
-	}
 	var st *state
-	if err == nil {
-		var cfg *Config
-		if cfg, err = m.parse(data); err == nil {
+	applied, err := m.metrics.file.Reload(cur.cfg.Hash, func(data []byte) error {
+		cfg, err := m.parse(data)
+		if err == nil {
 			st, err = m.build(cfg, cur)
 		}
-	}
-	if err != nil {
-		m.failed = key
-		m.metrics.failed()
+		if err == nil {
+			m.install(st)
+		}
+		return err
+	})
+	switch {
+	case err != nil:
 		klog.ErrorS(err, "Keeping the clusters in force", "path", m.path, "hash", cur.cfg.Hash, "clusters", cur.cfg.Names())
-		return
+	case applied:
+		klog.InfoS("Reloaded the clusters file", "path", m.path, "hash", st.cfg.Hash, "clusters", st.cfg.Names())
 	}
-	m.failed = ""
-	m.metrics.reloads.WithLabelValues(ResultSuccess).Inc()
-	m.install(st)
-	klog.InfoS("Reloaded the clusters file", "path", m.path, "hash", st.cfg.Hash, "clusters", st.cfg.Names())
-}
-
-// readFile reads at most MaxFileSize+1 bytes, so Parse can refuse a larger
-// file without it being read whole.
-func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }
 
 // reloadMetrics are the clusters file's metrics.
 type reloadMetrics struct {
-	reloads  *prometheus.CounterVec
-	lastTime *prometheus.GaugeVec
-	info     *prometheus.GaugeVec
+	file *filewatch.File
+	info *prometheus.GaugeVec
 }
 
-func newReloadMetrics(reg Registerer) *reloadMetrics {
+func newReloadMetrics(path string, reg Registerer) *reloadMetrics {
 	m := &reloadMetrics{
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "pfgateway", Subsystem: "clusters", Name: "reloads_total",
-			Help: "Reloads of the --clusters-config file after it changed, by result; a failed reload keeps the clusters in force.",
-		}, []string{"result"}),
-		lastTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "pfgateway", Subsystem: "clusters", Name: "last_reload_timestamp_seconds",
-			Help: "Unix time of the last reload of the --clusters-config file, by result (success includes the load at start).",
-		}, []string{"result"}),
+		file: filewatch.NewFile(path, MaxFileSize, "clusters", "the --clusters-config file", "the clusters"),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "pfgateway", Name: "cluster_info",
 			Help: "1 for each cluster served, with its backend kind (kubelet or apiserver).",
 		}, []string{"cluster", "backend"}),
 	}
-	for _, r := range []string{ResultSuccess, ResultFailure} {
-		m.reloads.WithLabelValues(r)
-	}
-	reg.MustRegister(m.reloads, m.lastTime, m.info)
+	m.file.MustRegister(reg)
+	reg.MustRegister(m.info)
 	return m
 }
 
 func (m *reloadMetrics) installed(st *state) {
-	m.lastTime.WithLabelValues(ResultSuccess).SetToCurrentTime()
+	m.file.Loaded()
 	m.info.Reset()
 	for _, cl := range st.cfg.Clusters {
 		m.info.WithLabelValues(cl.Name, string(cl.Backend)).Set(1)
 	}
-}
-
-func (m *reloadMetrics) failed() {
-	m.reloads.WithLabelValues(ResultFailure).Inc()
-	m.lastTime.WithLabelValues(ResultFailure).SetToCurrentTime()
 }

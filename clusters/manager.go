@@ -38,7 +38,6 @@ type Manager struct {
 	cur atomic.Pointer[state]
 
 	mu      sync.Mutex // protects the fields below; serialises reloads
-	failed  string     // the last rejected content's hash (or error), not counted twice
 	running bool       // Run has started the informers: new runtimes start at once
 }
 
@@ -48,7 +47,7 @@ var _ authorizer.UnconditionalAuthorizer = (*Manager)(nil)
 // an error is a start-up error. Nothing runs until Run. Metrics are
 // registered on reg.
 func NewManager(path string, s Settings, reg Registerer) (*Manager, error) {
-	m := &Manager{path: path, settings: s, metrics: newReloadMetrics(reg)}
+	m := &Manager{path: path, settings: s, metrics: newReloadMetrics(path, reg)}
 	cfg, err := m.read()
 	if err != nil {
 		return nil, err
@@ -193,7 +192,7 @@ func (m *Manager) install(st *state) {
 }
 
 func (m *Manager) read() (*Config, error) {
-	data, err := readFile(m.path)
+	data, err := m.metrics.file.Read()
 	if err != nil {
 		return nil, err
 	}

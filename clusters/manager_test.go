@@ -87,7 +87,7 @@ func TestManagerReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloads := func(result string) float64 {
-		return testutil.ToFloat64(m.metrics.reloads.WithLabelValues(result))
+		return testutil.ToFloat64(m.metrics.file.Reloads(result))
 	}
 	wantNames := func(want ...string) {
 		t.Helper()

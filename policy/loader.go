@@ -3,8 +3,6 @@ package policy
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +14,8 @@ import (
 
 // Reload results, the values of the reloads counter's result label.
 const (
-	ResultSuccess = "success"
-	ResultFailure = "failure"
+	ResultSuccess = filewatch.ResultSuccess
+	ResultFailure = filewatch.ResultFailure
 )
 
 // debounce lets an editor or a ConfigMap update finish writing before the
@@ -34,12 +32,9 @@ type Loader struct {
 
 	cur atomic.Pointer[Policy]
 
-	mu     sync.Mutex // protects failed; serialises reloads
-	failed string     // the last rejected content's hash (or error), not counted twice
-
-	reloads  *prometheus.CounterVec
-	lastTime *prometheus.GaugeVec
-	info     *prometheus.GaugeVec
+	mu   sync.Mutex // serialises reloads
+	file *filewatch.File
+	info *prometheus.GaugeVec
 }
 
 // NewLoader reads and validates path; an error is a start-up error. check
@@ -48,27 +43,23 @@ func NewLoader(path string, check func(*Policy) error, reg prometheus.Registerer
 	l := &Loader{
 		path:  path,
 		check: check,
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "pfgateway", Subsystem: "policy", Name: "reloads_total",
-			Help: "Reloads of the --policy-file after it changed, by result; a failed reload keeps the policy in force.",
-		}, []string{"result"}),
-		lastTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "pfgateway", Subsystem: "policy", Name: "last_reload_timestamp_seconds",
-			Help: "Unix time of the last reload of the --policy-file, by result (success includes the load at start).",
-		}, []string{"result"}),
+		file:  filewatch.NewFile(path, MaxFileSize, "policy", "the --policy-file", "the policy"),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "pfgateway", Subsystem: "policy", Name: "info",
 			Help: "1 for the policy in force, labelled with the SHA-256 of its file.",
 		}, []string{"hash"}),
 	}
-	p, err := l.read()
+	data, err := l.file.Read()
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range []string{ResultSuccess, ResultFailure} {
-		l.reloads.WithLabelValues(r)
+	p, err := l.parse(data)
+	if err != nil {
+		return nil, err
 	}
-	reg.MustRegister(l.reloads, l.lastTime, l.info)
+	// Registered only now: a failed start leaves reg as it was.
+	l.file.MustRegister(reg)
+	reg.MustRegister(l.info)
 	l.install(p)
 	return l, nil
 }
@@ -95,47 +86,25 @@ func (l *Loader) Reload() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var p *Policy
-	data, err := readFile(l.path)
-	key := "error: " + fmt.Sprint(err)
-	if err == nil {
-		key = hashOf(data)
-		if key == l.cur.Load().Hash {
-			l.failed = ""
-			return
+	applied, err := l.file.Reload(l.cur.Load().Hash, func(data []byte) (err error) {
+		if p, err = l.parse(data); err == nil {
+			l.install(p)
 		}
-	}
-	if key == l.failed {
-		return
-	}
-	if err == nil {
-		p, err = l.parse(data)
-	}
-	if err != nil {
-		l.failed = key
-		l.reloads.WithLabelValues(ResultFailure).Inc()
-		l.lastTime.WithLabelValues(ResultFailure).SetToCurrentTime()
+		return err
+	})
+	switch {
+	case err != nil:
 		klog.ErrorS(err, "Keeping the gateway policy in force", "path", l.path, "hash", l.cur.Load().Hash)
-		return
+	case applied:
+		klog.InfoS("Reloaded the gateway policy", "path", l.path, "hash", p.Hash, "rules", len(p.rules))
 	}
-	l.failed = ""
-	l.reloads.WithLabelValues(ResultSuccess).Inc()
-	l.install(p)
-	klog.InfoS("Reloaded the gateway policy", "path", l.path, "hash", p.Hash, "rules", len(p.rules))
 }
 
 func (l *Loader) install(p *Policy) {
 	l.cur.Store(p)
-	l.lastTime.WithLabelValues(ResultSuccess).SetToCurrentTime()
+	l.file.Loaded()
 	l.info.Reset()
 	l.info.WithLabelValues(p.Hash).Set(1)
-}
-
-func (l *Loader) read() (*Policy, error) {
-	data, err := readFile(l.path)
-	if err != nil {
-		return nil, err
-	}
-	return l.parse(data)
 }
 
 func (l *Loader) parse(data []byte) (*Policy, error) {
@@ -149,15 +118,4 @@ func (l *Loader) parse(data []byte) (*Policy, error) {
 		}
 	}
 	return p, nil
-}
-
-// readFile reads at most MaxFileSize+1 bytes, so Parse can refuse a larger
-// file without it being read whole.
-func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }

@@ -108,10 +108,10 @@ func TestReload(t *testing.T) {
 			if got := ruleNames(l.Current()); got != s.wantRules {
 				t.Errorf("rules in force %q, want %q", got, s.wantRules)
 			}
-			if got := testutil.ToFloat64(l.reloads.WithLabelValues(ResultSuccess)); got != s.ok {
+			if got := testutil.ToFloat64(l.file.Reloads(ResultSuccess)); got != s.ok {
 				t.Errorf("reloads{success} = %v, want %v", got, s.ok)
 			}
-			if got := testutil.ToFloat64(l.reloads.WithLabelValues(ResultFailure)); got != s.fail {
+			if got := testutil.ToFloat64(l.file.Reloads(ResultFailure)); got != s.fail {
 				t.Errorf("reloads{failure} = %v, want %v", got, s.fail)
 			}
 			if got := testutil.ToFloat64(l.info.WithLabelValues(l.Current().Hash)); got != 1 {

@@ -1,12 +1,11 @@
 package policy
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/pfgateway/pfgateway/filewatch"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -61,13 +60,8 @@ func Parse(data []byte) (*Policy, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid policy file: %w", errs.ToAggregate())
 	}
-	p.Hash = hashOf(data)
+	p.Hash = filewatch.Hash(data)
 	return p, nil
-}
-
-func hashOf(data []byte) string {
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
 }
 
 func compile(f *File) (*Policy, field.ErrorList) {
