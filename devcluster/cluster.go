@@ -186,6 +186,19 @@ func (c *Cluster) AddPod(p Pod) error {
 // Add creates any other object (service, deployment …) in the API server.
 func (c *Cluster) Add(obj runtime.Object) error { return c.APIServer.Tracker().Add(obj) }
 
+// SetKubeletPort makes the node publish port as its kubelet port, so the
+// gateway resolves its pods to whatever listens there (a fault proxy).
+func (c *Cluster) SetKubeletPort(port int32) error {
+	gvr := corev1.SchemeGroupVersion.WithResource("nodes")
+	obj, err := c.APIServer.Tracker().Get(gvr, "", NodeName)
+	if err != nil {
+		return err
+	}
+	n := obj.(*corev1.Node).DeepCopy()
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = port
+	return c.APIServer.Tracker().Update(gvr, n, "")
+}
+
 // Close stops the API server and the kubelet.
 func (c *Cluster) Close() {
 	if c.APIServer != nil {

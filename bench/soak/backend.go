@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/moby/spdystream"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pfgateway/pfgateway/devcluster"
+	"github.com/pfgateway/pfgateway/devcluster/faultproxy"
 )
 
 // Backend faults (kubelet-restart, backend-cut) are not drawn per
@@ -47,7 +47,7 @@ type backendFaults struct {
 	window   time.Duration
 	grace    time.Duration
 	restart  func() error // restarts the test kubelet on the same address
-	proxy    *cutProxy
+	proxy    *faultproxy.Proxy
 
 	mu     sync.Mutex
 	events []backendEvent
@@ -100,7 +100,7 @@ func (b *backendFaults) inject(f fault) {
 	case faultKubeletRestart:
 		err = b.restart()
 	case faultBackendCut:
-		severed = b.proxy.sever()
+		severed = b.proxy.Sever()
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -302,20 +302,12 @@ func startBackendFaults(c *config, cl *devcluster.Cluster, faults []fault) (*bac
 	if !slices.Contains(faults, faultBackendCut) {
 		return b, nil
 	}
-	p, err := startCutProxy(cl.Kubelet.Addr())
+	p, err := faultproxy.Start(cl.Kubelet.Addr())
 	if err != nil {
 		return nil, err
 	}
-	gvr := corev1.SchemeGroupVersion.WithResource("nodes")
-	obj, err := cl.APIServer.Tracker().Get(gvr, "", devcluster.NodeName)
-	if err != nil {
-		p.Close()
-		return nil, err
-	}
-	n := obj.(*corev1.Node).DeepCopy()
-	n.Status.DaemonEndpoints.KubeletEndpoint.Port = p.port()
-	if err := cl.APIServer.Tracker().Update(gvr, n, ""); err != nil {
-		p.Close()
+	if err := cl.SetKubeletPort(p.Port()); err != nil {
+		_ = p.Close()
 		return nil, err
 	}
 	b.proxy = p
@@ -326,7 +318,7 @@ func startBackendFaults(c *config, cl *devcluster.Cluster, faults []fault) (*bac
 func (b *backendFaults) close() {
 	b.halt()
 	if b.proxy != nil {
-		b.proxy.Close()
+		_ = b.proxy.Close()
 	}
 }
 

@@ -50,7 +50,7 @@ func faultsEnv(t *testing.T, tweak ...func(*options.Options)) (*env, *faultProxy
 		}
 		f.stop()
 		<-f.done
-		return p.acceptedCount() > 0
+		return p.Accepted() > 0
 	})
 	e.waitIdle(t)
 	return e, p
@@ -127,9 +127,9 @@ func TestFaults(t *testing.T) {
 						t.Fatal(err)
 					}
 				}},
-				{name: "backend TCP connection cut", inFlight: true, inject: func(*testing.T) { proxy.sever() }},
+				{name: "backend TCP connection cut", inFlight: true, inject: func(*testing.T) { proxy.Sever() }},
 				{name: "kubelet hangs (accepts, never answers)",
-					inject: func(*testing.T) { proxy.setHang(true); proxy.sever() },
+					inject: func(*testing.T) { proxy.SetHang(true); proxy.Sever() },
 					during: func(t *testing.T) {
 						took := expectClosedWithin(t, f, faultCreation+faultSlack)
 						// The redials time out (faultDialTimeout each) until the
@@ -139,7 +139,7 @@ func TestFaults(t *testing.T) {
 						}
 						t.Logf("hung kubelet: the pair was reset after %v", took.Round(time.Millisecond))
 					},
-					heal: func(*testing.T) { proxy.setHang(false) }},
+					heal: func(*testing.T) { proxy.SetHang(false) }},
 				{name: "kubelet down (connection refused)",
 					inject: func(*testing.T) { proxy.closeListener() },
 					during: func(t *testing.T) {
@@ -274,7 +274,7 @@ func TestFaultsEndingTheSession(t *testing.T) {
 		defer c.Close()
 		first, ended := endlessDownload(t, c)
 		<-first
-		proxy.sever()
+		proxy.Sever()
 		select {
 		case <-ended:
 		case <-time.After(faultSlack):
@@ -297,7 +297,7 @@ func TestFaultsEndingTheSession(t *testing.T) {
 			t.FailNow()
 		}
 		before := e.scrape(t).value(mLost, nil)
-		proxy.sever()
+		proxy.Sever()
 		eventually(t, faultSlack, "the loss of the kubelet connection", func() bool { return e.scrape(t).value(mLost, nil) > before })
 		if err := e.cluster.APIServer.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), "default", "hash"); err != nil {
 			t.Fatal(err)

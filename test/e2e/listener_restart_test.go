@@ -21,7 +21,7 @@ import (
 func restartingPod(t *testing.T, e *env, name string) *faultProxy {
 	t.Helper()
 	p := startFaultProxy(t, e.hash.Addr())
-	e.addPod(devcluster.Pod{Name: name, Ports: map[int32]string{hashPort: p.addr}})
+	e.addPod(devcluster.Pod{Name: name, Ports: map[int32]string{hashPort: p.Addr()}})
 	return p
 }
 
