@@ -213,8 +213,8 @@ func TestAuthorization(t *testing.T) {
 				if err == nil {
 					t.Fatal("kubectl port-forward started forwarding, want it to fail")
 				}
-				if !strings.Contains(run.stderr.String(), tc.want) {
-					t.Errorf("kubectl stderr %q, want it to contain %q", run.stderr, tc.want)
+				if !strings.Contains(run.Stderr.String(), tc.want) {
+					t.Errorf("kubectl stderr %q, want it to contain %q", run.Stderr, tc.want)
 				}
 			})
 		}

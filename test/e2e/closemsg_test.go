@@ -145,12 +145,12 @@ func TestCloseMessages(t *testing.T) {
 			if code, body := e.adminDo(t, http.MethodDelete, "/sessions/"+list[0].ID); code != http.StatusOK {
 				t.Fatalf("DELETE: %d %s", code, body)
 			}
-			if !run.wait(20 * time.Second) {
+			if !run.Wait(20 * time.Second) {
 				t.Fatalf("kubectl 1.%d still runs 20s after its session was terminated", minor)
 			}
 			_ = c.Close()
 			want := fmt.Sprintf("an error occurred forwarding %s -> %d: %s", addr[strings.LastIndex(addr, ":")+1:], hashPort, session.MessageTerminated)
-			if out := run.stderr.String(); !strings.Contains(out, want) {
+			if out := run.Stderr.String(); !strings.Contains(out, want) {
 				t.Errorf("kubectl 1.%d stderr lacks %q:\n%s", minor, want, out)
 			} else {
 				t.Logf("kubectl 1.%d: %s", minor, firstLineWith(out, session.MessageTerminated))

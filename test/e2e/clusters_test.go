@@ -76,7 +76,7 @@ func TestClusters(t *testing.T) {
 				t.Fatalf("kubectl 1.%d to cluster %s: %v", tc.minor, tc.cluster, err)
 			}
 			_ = c.Close()
-			run.kill()
+			run.Kill()
 		}
 	})
 

@@ -51,12 +51,12 @@ func TestWebSocketFallback(t *testing.T) {
 	t.Run("kubectl 1.33 falls back to SPDY and reports the kubelet's refusal", func(t *testing.T) {
 		_, run, err := e.kubectlPortForward(t, kubectlBinary(t, 33), "not-on-kubelet", hashPort)
 		if err == nil {
-			t.Fatalf("kubectl forwarded a pod the kubelet does not know; stdout:\n%s", run.stdout)
+			t.Fatalf("kubectl forwarded a pod the kubelet does not know; stdout:\n%s", run.Stdout)
 		}
-		if !run.wait(10 * time.Second) {
+		if !run.Wait(10 * time.Second) {
 			t.Fatal("kubectl did not exit")
 		}
-		if msg := run.stderr.String(); !strings.Contains(msg, "pod does not exist") {
+		if msg := run.Stderr.String(); !strings.Contains(msg, "pod does not exist") {
 			t.Errorf("kubectl's stderr %q does not carry the kubelet's message", msg)
 		}
 		e.waitSessions(t, "websocket", "backend_refused", 1)
@@ -82,7 +82,7 @@ func TestWebSocketFallback(t *testing.T) {
 		}
 		_, err = transfer(t, c, 8<<20, 8<<20)
 		_ = c.Close()
-		run.kill()
+		run.Kill()
 		if err != nil {
 			return
 		}

@@ -351,13 +351,13 @@ func TestFaultsKubectl(t *testing.T) {
 	}
 	eventually(t, faultSlack, "the loss of the kubelet connection", func() bool { return e.scrape(t).value(mLost, nil) == 1 })
 	if _, err := transferAll(t, 1, dial, faultPayload, faultPayload); err != nil {
-		t.Fatalf("after the restart: %v\nkubectl stderr:\n%s", err, run.stderr)
+		t.Fatalf("after the restart: %v\nkubectl stderr:\n%s", err, run.Stderr)
 	}
-	if run.wait(0) {
-		t.Fatalf("kubectl exited: %v\nstderr:\n%s", run.waitErr, run.stderr)
+	if run.Wait(0) {
+		t.Fatalf("kubectl exited: %v\nstderr:\n%s", run.WaitErr, run.Stderr)
 	}
 	if got := e.scrape(t).value(mReconnects, labels{"result": "success"}); got != 1 {
 		t.Errorf("%s{result=success} = %g, want 1", mReconnects, got)
 	}
-	run.kill()
+	run.Kill()
 }

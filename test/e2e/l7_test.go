@@ -147,7 +147,7 @@ func TestNginxClientMatrix(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return c, run.kill
+			return c, run.Kill
 		}
 	}
 	tests := []struct {

@@ -124,10 +124,10 @@ func TestPodListenerRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		dial := func() (net.Conn, error) { return net.Dial("tcp", addr) }
-		if !listenerRestart(t, pod, dial, run.wait, surviveWait) {
-			t.Fatalf("kubectl exited: %v\nstderr:\n%s", run.waitErr, run.stderr)
+		if !listenerRestart(t, pod, dial, run.Wait, surviveWait) {
+			t.Fatalf("kubectl exited: %v\nstderr:\n%s", run.WaitErr, run.Stderr)
 		}
-		run.kill()
+		run.Kill()
 	})
 
 	// The kubelet's message is kept for the record either way.

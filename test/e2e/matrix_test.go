@@ -60,7 +60,7 @@ func clientMatrix(t *testing.T, mode string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return c, run.kill
+			return c, run.Kill
 		}
 	}
 	tests := []struct {
