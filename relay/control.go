@@ -191,7 +191,11 @@ func (r *relay) rst(src *side, id, status uint32, fromClient bool, o *outbox) {
 		return
 	}
 	if fromClient {
-		if st.kid != 0 {
+		// Not while a Stop closes the session: the kubelet connection
+		// closes anyway, and a RST racing the kubelet's own close of the
+		// stream trips a data race inside spdystream (handleResetFrame
+		// writes Stream.replied unlocked), as the stop's own resets did.
+		if st.kid != 0 && r.stopMsg == "" {
 			o.rst(st.k, st.kid, status)
 		}
 		if st.p != nil {

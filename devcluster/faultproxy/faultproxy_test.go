@@ -67,6 +67,12 @@ func TestProxyFaults(t *testing.T) {
 	if _, err := io.ReadFull(c, b); err != nil {
 		t.Fatal(err)
 	}
+	// The first round trip's two connections are dropped once its copiers
+	// see the close; wait for that, so only the held pair is open.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.open() != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := p.Sever(); n != 2 {
 		t.Fatalf("Sever closed %d connections, want 2", n)
 	}
@@ -109,3 +115,5 @@ func TestProxyFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func (p *Proxy) open() int { p.mu.Lock(); defer p.mu.Unlock(); return len(p.conns) }
