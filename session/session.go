@@ -43,7 +43,8 @@ type Session struct {
 	UserLimits UserLimits
 	Start      time.Time
 	// Context is the request's context, for observers: the audit finds its
-	// record of the request there. Nil outside a request.
+	// record of the request there. Nil outside a request. It is done once
+	// the handler returns, while the session may go on: read values only.
 	Context context.Context
 
 	up, down         atomic.Int64

@@ -8,12 +8,14 @@ package upgrade
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -69,7 +71,11 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 		p.fail(w, req, s, node, err)
 		return
 	}
-	defer up.conn.Close()
+	defer func() {
+		if up.conn != nil { // not handed to run
+			_ = up.conn.Close()
+		}
+	}()
 
 	if up.resp.StatusCode != http.StatusSwitchingProtocols {
 		p.passError(w, req, s, node, up)
@@ -121,14 +127,38 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 	if rest := up.raw[up.headLen:]; len(rest) > 0 {
 		backendR = io.MultiReader(bytes.NewReader(rest), up.conn)
 	}
+	// The session goes on on a goroutine of its own and the handler
+	// returns: the HTTP server then lets go of the hijacked connection's
+	// state (its reader and writer, the filter chain's request) and of the
+	// handler's deep stack, ≈ 20 KiB per idle session (BENCHMARKS.md,
+	// idle-session memory). The request's context ends with the handler;
+	// the session keeps only its values (user, cluster, audit record).
+	req = req.WithContext(context.WithoutCancel(req.Context()))
+	backend := up.conn
+	up.conn = nil // the session's now, not the deferred Close's
+	go p.run(s, req, client, clientConn, backend, backendR, node, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion), stop)
+}
+
+// run splices an upgraded session until it ends, and ends s.
+func (p *Proxy) run(s *session.Session, req *http.Request, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, re Reresolve, proto string, stop *relay.Stopper) {
 	var reason string
+	defer func() {
+		// The filters' panic recovery covered the handler's goroutine,
+		// not this one: a panic ends this session, not the gateway.
+		if v := recover(); v != nil {
+			klog.ErrorS(nil, "Panic in a port-forward session", "panic", v, "stack", string(debug.Stack()),
+				"user", s.User, "cluster", s.Cluster, "namespace", s.Namespace, "pod", s.Pod)
+			_ = clientConn.Close()
+			reason = fmt.Sprintf("internal error: %v", v)
+		}
+		_ = backend.Close()
+		s.End(metrics.OutcomeCompleted, reason)
+	}()
 	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
-		reason = p.relay(s, client, clientConn, up.conn, backendR,
-			node, p.reconnect(s, req, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion)), stop)
-	} else if err := splice(client, clientConn, up.conn, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
+		reason = p.relay(s, client, clientConn, backend, backendR, node, p.reconnect(s, req, re, proto), stop)
+	} else if err := splice(client, clientConn, backend, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
 		reason = err.Error()
 	}
-	s.End(metrics.OutcomeCompleted, reason)
 }
 
 // relay runs the stream-aware splice; it returns why the session ended.
