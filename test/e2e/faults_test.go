@@ -314,15 +314,29 @@ func TestFaultsEndingTheSession(t *testing.T) {
 		// Two paths tell the client the pod is gone, whichever comes first:
 		// the pod watch (podwatch) ends the session, or the next forwarded
 		// connection's re-resolve finds no pod and does not retry.
-		m := e.scrape(t)
-		notFound := m.value(mReconnects, labels{"result": "pod_not_found"})
-		deleted := m.value(mSessions, labels{"protocol": "websocket", "outcome": "pod_deleted"})
+		// The client reads the error stream before the gateway has
+		// recorded the session's end, and both paths may race (a re-resolve
+		// counts pod_not_found while the watch closes the session): read
+		// the counts once the session has ended.
+		var notFound, deleted float64
+		eventually(t, faultSlack, "the end of the session", func() bool {
+			m := e.scrape(t)
+			notFound = m.value(mReconnects, labels{"result": "pod_not_found"})
+			deleted = m.value(mSessions, labels{"protocol": "websocket", "outcome": "pod_deleted"})
+			return m.value(mSessions, labels{"protocol": "websocket"}) >= 1
+		})
 		if notFound > 1 || notFound+deleted < 1 {
 			t.Errorf("%s{result=pod_not_found} = %g and %s{outcome=pod_deleted} = %g; want one of them 1 (no retry)", mReconnects, notFound, mSessions, deleted)
 		}
 		watched = deleted == 1
 	})
 
+	if watched {
+		// The session's metric is recorded just before its log line.
+		eventually(t, faultSlack, "the session's end in the log", func() bool {
+			return strings.Contains(logs.String(), `outcome="pod_deleted"`)
+		})
+	}
 	sawLost, sawGone := false, watched && strings.Contains(logs.String(), `outcome="pod_deleted"`)
 	for _, fl := range forwardLogs(logs.String()) {
 		sawLost = sawLost || (fl.outcome == "kubelet_disconnected" && strings.HasPrefix(fl.message, lost))
