@@ -122,6 +122,15 @@ func (r *relay) stop(msg string) {
 			continue // refused already, with its own message or none
 		}
 		p.denied, p.forced, p.denyMsg = true, OutcomeSessionClosed, msg
+		if !p.standalone && (p.errS == nil) != (p.dataS == nil) {
+			// Its other stream may still come (client-go opens the data
+			// stream once the error stream is replied): it is refused alone,
+			// not counted as a forward of its own (clientSyn).
+			if r.stopHalf == nil {
+				r.stopHalf = map[string]struct{}{}
+			}
+			r.stopHalf[p.rec.RequestID] = struct{}{}
+		}
 		for _, s := range []*stream{p.errS, p.dataS} {
 			if s != nil && !s.replied {
 				s.replied = true

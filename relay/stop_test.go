@@ -121,3 +121,31 @@ func TestStopBeforeRunIsKeptForTheRelay(t *testing.T) {
 		t.Error("a nil Stopper's channel is not nil")
 	}
 }
+
+// client-go opens a pair's data stream only once its error stream is
+// replied: a Stop between the two ends the pair with its message, and the
+// data stream that follows is refused alone, not recorded as a second
+// forward (one forwarded connection, one record).
+func TestStopBetweenTheStreamsOfAPair(t *testing.T) {
+	const msg = "pfgateway: the gateway is shutting down"
+	stop := NewStopper(io.NopCloser(nil))
+	h := newHarness(t, Options{Stop: stop.C()}, replyAndEcho)
+	errS, err := h.open(kindError, "8080", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stop.CloseWithMessage(msg)
+	if b, _ := io.ReadAll(errS); string(b) != msg {
+		t.Errorf("error stream = %q, want %q", b, msg)
+	}
+	if _, err := h.open(kindData, "8080", 0); err == nil {
+		t.Error("the data stream of a stopped pair was accepted")
+	}
+	h.waitEnd(5 * time.Second)
+	h.mu.Lock()
+	recs := append([]Record(nil), h.records...)
+	h.mu.Unlock()
+	if len(recs) != 1 || recs[0].Outcome != OutcomeSessionClosed || recs[0].Message != msg {
+		t.Errorf("records %+v, want one %s with the message", recs, OutcomeSessionClosed)
+	}
+}

@@ -37,7 +37,8 @@ type relay struct {
 	lastMirror time.Time
 	lv         liveness
 	closing    bool
-	stopMsg    string // set by a Stop (stop.go): new streams are refused with it
+	stopMsg    string              // set by a Stop (stop.go): new streams are refused with it
+	stopHalf   map[string]struct{} // request ids of half pairs a Stop ended (stop.go)
 	ended      []Record
 
 	// Kubelet replacement (redial.go). kubelet is the current connection;

@@ -53,6 +53,13 @@ func (r *relay) clientSyn(f *spdy.SynStreamFrame, o *outbox) {
 		p.add(st)
 	default:
 		p = r.pairs[reqID]
+		if _, ok := r.stopHalf[reqID]; ok && p == nil {
+			// The second half of a pair a Stop ended, message and record
+			// included (stop.go).
+			delete(r.stopHalf, reqID)
+			o.rst(r.client, cid, rstCancel)
+			return
+		}
 		if p == nil {
 			p = r.newPair(reqID, port, false)
 		}
