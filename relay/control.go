@@ -198,7 +198,10 @@ func (r *relay) rst(src *side, id, status uint32, fromClient bool, o *outbox) {
 		if st.kid != 0 && r.stopMsg == "" {
 			o.rst(st.k, st.kid, status)
 		}
-		if st.p != nil {
+		if st.p != nil && !r.ending {
+			// Once the session is ending for another reason, a client's
+			// reset is its reaction to that (client-go resets its data
+			// stream when the connection closes under it), not the cause.
 			st.p.event(OutcomeClientReset)
 		}
 	} else {

@@ -113,7 +113,7 @@ func TestLiveness(t *testing.T) {
 		fmt.Sprintf("outcome=kubelet_disconnected,port=%d,protocol=spdy", hashPort): 1,
 	}
 	if got := nonZero(e.scrape(t).series(mForwards)); !maps.Equal(got, want) {
-		t.Errorf("%s:%s\nwant:%s", mForwards, formatSeries(got), formatSeries(want))
+		t.Errorf("%s:%s\nwant:%s\nlog:\n%s", mForwards, formatSeries(got), formatSeries(want), logs.String())
 	}
 	if why := fmt.Sprintf("the kubelet did not answer a ping within %v", timeout); !strings.Contains(logs.String(), why) {
 		t.Errorf("no session ended with %q:\n%s", why, logs.String())
