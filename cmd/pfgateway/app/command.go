@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
@@ -24,6 +25,7 @@ func NewCommand() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			setMemoryLimit(memlimit.FromCgroup)
 			c, err := Complete(o)
 			if err != nil {
 				return err
