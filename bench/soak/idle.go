@@ -16,15 +16,14 @@ type idleResult struct {
 	gw, proto     string
 	n             int
 	before, after point
+	// After a GC that returned the free heap to the OS (gwprof children),
+	// before and after the sessions.
+	liveBase, live *point
 }
 
 func (r idleResult) per(f func(point) int64) float64 {
 	return float64(f(r.after)-f(r.before)) / float64(r.n)
 }
-
-// idleQuiet is how long the sessions sit idle before the gateway is read,
-// so what the last connection allocated has been collected or pooled.
-const idleQuiet = 3 * time.Second
 
 // measureIdle opens n sessions of proto on gw, runs one small clean
 // connection on each (so the per-session state a real session reaches,
@@ -36,6 +35,18 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	var err error
 	if res.before, err = read(gw); err != nil {
 		return res, err
+	}
+	profiling := os.Getenv("PFGW_PROFILE_DIR") != ""
+	if profiling {
+		// The baseline of the live figures, with its own free heap
+		// returned (heap-1.pprof: a base for pprof -diff_base).
+		_ = gw.proc.Signal(syscall.SIGHUP)
+		time.Sleep(2 * time.Second)
+		base, err := read(gw)
+		if err != nil {
+			return res, err
+		}
+		res.liveBase = &base
 	}
 	sessions := make([]*session, n)
 	var next atomic.Int64
@@ -73,13 +84,18 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	if err := <-errs; err != nil {
 		return res, err
 	}
-	time.Sleep(idleQuiet)
+	time.Sleep(r.c.idleQuiet)
 	res.after, err = read(gw)
-	if os.Getenv("PFGW_PROFILE_DIR") != "" {
+	if err == nil && profiling {
 		// A gwprof child (-gateway-bin built from bench/internal/gwprof)
-		// writes where the idle sessions' memory is.
+		// writes where the idle sessions' memory is, then collects and
+		// returns its free heap to the OS: the live state's cost.
 		_ = gw.proc.Signal(syscall.SIGHUP)
 		time.Sleep(2 * time.Second)
+		var live point
+		if live, err = read(gw); err == nil {
+			res.live = &live
+		}
 	}
 	return res, err
 }
@@ -87,14 +103,21 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 // idleReport writes the idle-session figures as markdown.
 func idleReport(w io.Writer, results []idleResult) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("| Idle sessions | RSS per session | Heap in use per session | Stacks per session | Goroutines per session | FDs per session | RSS before → after |")
-	p("|---|---|---|---|---|---|---|")
+	p("| Idle sessions | RSS per session | Heap in use per session | Stacks per session | Free heap kept per session | Goroutines per session | FDs per session | RSS before → after |")
+	p("|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		p("| %d × %s %s | %.1f KiB | %.1f KiB | %.1f KiB | %.2f | %.2f | %s → %s |", r.n, r.gw, r.proto,
+		p("| %d × %s %s | %.1f KiB | %.1f KiB | %.1f KiB | %.1f KiB | %.2f | %.2f | %s → %s |", r.n, r.gw, r.proto,
 			r.per(func(x point) int64 { return x.rss })/1024, r.per(func(x point) int64 { return x.heap })/1024,
-			r.per(func(x point) int64 { return x.stack })/1024,
+			r.per(func(x point) int64 { return x.stack })/1024, r.per(func(x point) int64 { return x.kept })/1024,
 			r.per(func(x point) int64 { return int64(x.goroutines) }), r.per(func(x point) int64 { return int64(x.fds) }),
 			mib(r.before.rss), mib(r.after.rss))
+		if r.live != nil {
+			l := idleResult{gw: r.gw, proto: r.proto, n: r.n, before: *r.liveBase, after: *r.live}
+			p("| … after a GC that returned the free heap | %.1f KiB | %.1f KiB | %.1f KiB | %.1f KiB | | | %s → %s |",
+				l.per(func(x point) int64 { return x.rss })/1024, l.per(func(x point) int64 { return x.heap })/1024,
+				l.per(func(x point) int64 { return x.stack })/1024, l.per(func(x point) int64 { return x.kept })/1024,
+				mib(r.liveBase.rss), mib(r.live.rss))
+		}
 	}
 	p("")
 }

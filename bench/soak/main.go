@@ -44,6 +44,7 @@ type config struct {
 	gatewayArgs     []string
 	settle          time.Duration
 	idleSessions    int
+	idleQuiet       time.Duration
 	backendInterval time.Duration
 	faultWindow     time.Duration
 	faultGrace      time.Duration
@@ -85,6 +86,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&gwArgs, "gateway-args", "", "extra flags for every gateway child, space-separated (e.g. \"--max-sessions=100\")")
 	flag.DurationVar(&c.settle, "settle", 30*time.Second, "after the last session, how long a gateway may take to return to its goroutine and fd baseline")
 	flag.IntVar(&c.idleSessions, "idle-sessions", 0, "first measure what this many idle sessions cost a fresh gateway child, per -splice and -protocols (RSS, heap, goroutines, fds per session); with -n 0 only that")
+	flag.DurationVar(&c.idleQuiet, "idle-quiet", 3*time.Second, "with -idle-sessions, how long the sessions sit idle before the gateway is read (the Go runtime forces a GC every 2 minutes: over 2m the figure is a steady state's, without the garbage of the sessions' set-up)")
 	flag.Parse()
 	if c.plot != "" && c.samples == "" {
 		fmt.Fprintln(os.Stderr, "soak: -plot needs -samples")

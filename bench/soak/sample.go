@@ -26,6 +26,7 @@ type point struct {
 	goroutines, fds int
 	rss, heap       int64
 	stack           int64 // goroutine stacks in use
+	kept            int64 // free heap the runtime has not returned to the OS
 }
 
 // sampler reads every gateway once a second: goroutines and heap in use
@@ -94,7 +95,7 @@ func (s *sampler) sample() map[string]point {
 		out[gw.name] = p
 		s.last[gw.name] = p
 		m := s.max[gw.name]
-		s.max[gw.name] = point{max(m.goroutines, p.goroutines), max(m.fds, p.fds), max(m.rss, p.rss), max(m.heap, p.heap), max(m.stack, p.stack)}
+		s.max[gw.name] = point{max(m.goroutines, p.goroutines), max(m.fds, p.fds), max(m.rss, p.rss), max(m.heap, p.heap), max(m.stack, p.stack), max(m.kept, p.kept)}
 		if s.csv != nil {
 			fmt.Fprintf(s.csv, "%.1f,%s,%d,%d,%d,%d,%d,%d,%d\n", time.Since(s.start).Seconds(), gw.name, done, unexpected, s.r.open.Load(), p.goroutines, p.fds, p.rss, p.heap)
 		}
@@ -111,11 +112,13 @@ func read(gw *gateway) (point, error) {
 	if p.rss, _, err = gw.proc.Memory(); err != nil {
 		return p, err
 	}
-	m, err := scrape(gw.proc.AdminAddr, "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes")
+	m, err := scrape(gw.proc.AdminAddr, "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
+		"go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes")
 	if err != nil {
 		return p, err
 	}
 	p.goroutines, p.heap, p.stack = int(m[0]), int64(m[1]), int64(m[2])
+	p.kept = int64(m[3] - m[4])
 	return p, nil
 }
 

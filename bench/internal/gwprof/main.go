@@ -5,7 +5,8 @@
 // With PFGW_PROFILE_DIR set, SIGUSR1 starts a CPU profile and SIGUSR2 stops
 // it and writes $PFGW_PROFILE_DIR/profile-N.pprof (N counts from 1); the
 // file appears, complete, by rename. SIGHUP writes heap-N.pprof (in-use
-// memory after a GC) and goroutines-N.txt, for the idle-session figures.
+// memory after a GC) and goroutines-N.txt, for the idle-session figures,
+// then returns the free heap to the OS.
 package main
 
 import (
@@ -14,13 +15,22 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"syscall"
 
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app"
 )
 
 func main() {
+	if v := os.Getenv("PFGW_MEMPROFILERATE"); v != "" {
+		// 1 records every allocation: exact per-session figures from a
+		// heap profile, at a cost the idle-session runs can afford.
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			runtime.MemProfileRate = n
+		}
+	}
 	if dir := os.Getenv("PFGW_PROFILE_DIR"); dir != "" {
 		ch := make(chan os.Signal, 4)
 		signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
@@ -84,4 +94,8 @@ func writeProfiles(dir string, seq int) {
 			fmt.Fprintln(os.Stderr, "gwprof:", err)
 		}
 	}
+	// Then return the free heap to the OS: the RSS read next is what the
+	// live state costs, the floor a gateway under a memory limit
+	// (GOMEMLIMIT) converges to, without the GC's headroom.
+	debug.FreeOSMemory()
 }
