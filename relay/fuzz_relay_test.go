@@ -103,7 +103,7 @@ func runScript(t *testing.T, opts, kseed, seg byte, script []byte) {
 	kDone := make(chan struct{})
 	go func() { defer close(kDone); k.run() }()
 	ended := make(chan End, 1)
-	go func() { ended <- r.run() }()
+	r.start(func(e End) { ended <- e })
 
 	rng := uint32(seg)<<16 | 0x2f1
 	for rest := script; len(rest) > 0; {

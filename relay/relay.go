@@ -18,7 +18,9 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,8 +76,8 @@ type Options struct {
 	// kubelet connection dies (redial.go); nil ends the session with it.
 	Reconnect
 	// Stop, if set, ends the relay with a message for the client
-	// (Stopper, stop.go).
-	Stop <-chan string
+	// (stop.go).
+	Stop *Stopper
 }
 
 // End says why Run returned.
@@ -89,6 +91,10 @@ type End struct {
 	// KubeletLosses counts kubelet connections lost while the session went
 	// on, Reconnects the replacements dialed (Options.Redial).
 	KubeletLosses, Reconnects int
+	// Panic is what a panic on the client reader's goroutine carried, and
+	// Stack where it happened; the session ended with it.
+	Panic any
+	Stack []byte
 }
 
 // Conn is one side of a relay.
@@ -154,7 +160,18 @@ func (s *side) writeOwn(b []byte) error {
 
 // Run relays between client and kubelet until either ends, then closes both.
 func Run(client, kubelet Conn, o Options) End {
-	return newRelay(client, kubelet, o).run()
+	ch := make(chan End, 1)
+	Start(client, kubelet, o, func(e End) { ch <- e })
+	return <-ch
+}
+
+// Start is Run without the wait: it returns at once, and done gets the End
+// on the client reader's goroutine once both connections are closed. An
+// idle session then has one goroutine per connection, each blocked in a
+// read, and no other: its largest cost is their stacks (BENCHMARKS.md,
+// idle-session memory).
+func Start(client, kubelet Conn, o Options, done func(End)) {
+	newRelay(client, kubelet, o).start(done)
 }
 
 func newRelay(client, kubelet Conn, o Options) *relay {
@@ -178,7 +195,7 @@ func newRelay(client, kubelet Conn, o Options) *relay {
 		kubelet:  newKubeletSide(kubelet),
 		byClient: map[uint32]*stream{},
 		pairs:    map[string]*pair{},
-		kdone:    make(chan result, 1),
+		overCh:   make(chan struct{}),
 		stopCtx:  stopCtx,
 		stopDial: stop,
 	}
@@ -189,15 +206,42 @@ type result struct {
 	err error
 }
 
-func (r *relay) run() End {
-	cdone := make(chan result, 1)
-	go func() { cdone <- result{r.client, r.readLoop(r.client, nil, true)} }()
+// start runs the two readers; whichever of them, a Stop or a ping timeout
+// ends the session first records why (end) and closes the client
+// connection under the client reader, which then tears the session down
+// and calls done. No goroutine waits for them.
+func (r *relay) start(done func(End)) {
 	r.kwg.Add(1)
 	go r.serveKubelet(r.kubelet)
 	r.startLiveness()
-	first, clientEnded := r.await(cdone) // or a Stop (stop.go)
+	r.o.Stop.attach(func(msg string) { r.stopWG.Add(1); go r.stopWith(msg) })
+	// A fresh goroutine: its stack holds the read and nothing of the
+	// caller's, so it stays at the size a reader needs.
+	go func() {
+		defer func() {
+			// A panic ends this session, not the gateway: both
+			// connections close, and the kubelet reader ends with them.
+			if v := recover(); v != nil {
+				_ = r.client.c.Close()
+				r.mu.Lock()
+				kubelet := r.kubelet
+				r.mu.Unlock()
+				_ = kubelet.c.Close()
+				done(End{By: r.client.name, Err: fmt.Errorf("internal error: %v", v), Panic: v, Stack: debug.Stack()})
+			}
+		}()
+		r.end(result{r.client, r.readLoop(r.client, nil, true)}) // unless something ended it first
+		done(r.teardown())
+	}()
+}
+
+// teardown ends the session once the client reader returned: both
+// connections closed, every goroutine of the relay's done, every pair
+// recorded.
+func (r *relay) teardown() End {
+	r.o.Stop.detach()
 	r.mu.Lock()
-	r.ending = true // no more kubelet replacements
+	first := r.first
 	kubelet, kubeletLost := r.kubelet, r.kubelet.lost
 	r.mu.Unlock()
 	r.stopDial()
@@ -219,25 +263,14 @@ func (r *relay) run() End {
 	default:
 		gone = OutcomeKubeletGone
 	}
-	// A GOAWAY is passed on as the peer would have received it directly.
-	if errors.Is(first.err, errGoAway) {
-		other := kubelet
-		lastGood := uint32(0) // the gateway accepts no kubelet-initiated streams
-		if first.by != r.client {
-			other = r.client
-			r.mu.Lock()
-			lastGood = r.lastCID
-			r.mu.Unlock()
-		}
-		if other == r.client || !kubeletLost {
-			r.goAway(other, lastGood)
-		}
+	// A client's GOAWAY is passed on as the kubelet would have received it
+	// directly (a kubelet's was passed on by serveKubelet).
+	if errors.Is(first.err, errGoAway) && first.by == r.client && !kubeletLost {
+		r.goAway(kubelet, 0) // the gateway accepts no kubelet-initiated streams
 	}
 	_ = r.client.c.Close()
 	_ = kubelet.c.Close()
-	if !clientEnded {
-		<-cdone
-	}
+	r.stopWG.Wait()
 	r.dialWG.Wait()
 	r.kwg.Wait()
 	r.finishAll(gone)
@@ -252,20 +285,48 @@ func (r *relay) run() End {
 	return end
 }
 
+// end records why the session ends unless something did already, and
+// reports whether it did: the session is then ending (no kubelet
+// replacement, client resets are reactions) and overCh is closed.
+func (r *relay) end(res result) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ending {
+		return false
+	}
+	r.first, r.ending = res, true
+	close(r.overCh)
+	return true
+}
+
+// over reports whether the session is ending.
+func (r *relay) over() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ending
+}
+
 // serveKubelet reads one kubelet connection until it ends, which ends the
 // session unless Options.Redial can replace the connection.
 func (r *relay) serveKubelet(k *side) {
 	defer r.kwg.Done()
 	err := r.readLoop(k, r.client, false)
 	var we *writeError
-	if r.o.Redial == nil || (errors.As(err, &we) && we.to == r.client) {
-		select {
-		case r.kdone <- result{k, err}:
-		default: // the session is ending already
-		}
+	if r.o.Redial != nil && !(errors.As(err, &we) && we.to == r.client) {
+		r.lose(k, err)
 		return
 	}
-	r.lose(k, err)
+	if !r.end(result{k, err}) {
+		return // the session is ending already
+	}
+	if errors.Is(err, errGoAway) {
+		// Passed on as the client would have received it directly.
+		r.mu.Lock()
+		lastGood := r.lastCID
+		r.mu.Unlock()
+		r.goAway(r.client, lastGood)
+	}
+	_ = r.client.c.Close() // wakes the client reader on run's goroutine
 }
 
 // goAway writes a GOAWAY to s, bounded in time: the peer may not be reading.

@@ -3,6 +3,7 @@ package relay
 import (
 	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -28,21 +29,31 @@ const stopBound = goAwayGrace + stopLinger + goAwayGrace
 // It is the closer a stream-aware session registers (session.Upgraded), so
 // every close the gateway initiates can tell the client why.
 type Stopper struct {
-	ch     chan string
 	closer io.Closer
+
+	mu   sync.Mutex
+	msg  string       // the first message, kept until a relay takes it
+	sent bool         // the message went to a relay, or none may go any more
+	fire func(string) // the running relay's; nil before it runs and after it ended
 }
 
 // NewStopper returns a Stopper whose Close is c's.
-func NewStopper(c io.Closer) *Stopper { return &Stopper{ch: make(chan string, 1), closer: c} }
+func NewStopper(c io.Closer) *Stopper { return &Stopper{closer: c} }
 
 // CloseWithMessage asks the relay to write msg on the error stream of every
 // forwarded connection still open, send the client a GOAWAY and close both
-// connections. It does not wait: the relay's own goroutine does the
+// connections. It does not wait: a goroutine of the relay's does the
 // writes, bounded in time. Only the first message counts.
 func (s *Stopper) CloseWithMessage(msg string) error {
-	select {
-	case s.ch <- msg:
-	default:
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sent || s.msg != "" || msg == "" {
+		return nil
+	}
+	s.msg = msg
+	if s.fire != nil {
+		s.sent = true
+		s.fire(msg)
 	}
 	return nil
 }
@@ -50,60 +61,73 @@ func (s *Stopper) CloseWithMessage(msg string) error {
 // Close closes both connections at once, without a message.
 func (s *Stopper) Close() error { return s.closer.Close() }
 
-// C is the channel for Options.Stop; nil for a nil Stopper.
-func (s *Stopper) C() <-chan string {
+// attach hands fire the message, at once if it came before the relay ran:
+// a stopping session has a goroutine for it, an idle one none.
+func (s *Stopper) attach(fire func(string)) {
 	if s == nil {
-		return nil
+		return
 	}
-	return s.ch
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fire = fire
+	if s.msg != "" && !s.sent {
+		s.sent = true
+		fire(s.msg)
+	}
 }
 
-// await returns the first reader's end and whether it was the client's
-// (cdone), or stops the relay when Options.Stop delivers a message first.
-// The caller closes both sides.
-func (r *relay) await(cdone chan result) (result, bool) {
-	select {
-	case first := <-cdone:
-		return first, true
-	case first := <-r.kdone:
-		return first, false
-	case msg := <-r.o.Stop:
-		// Bound the writes (the client may not be reading): a timer closes
-		// both connections if one is still stuck behind a blocked write,
-		// and a write deadline bounds the writes that follow. The deadline
-		// is set under the write lock (gorilla's WebSocket deadline is a
-		// plain field its writer reads), so a write blocked before it is
-		// waited out, until the timer fires.
-		force := time.AfterFunc(stopBound, func() {
-			r.mu.Lock()
-			kubelet := r.kubelet
-			r.mu.Unlock()
-			_ = r.client.c.Close()
-			_ = kubelet.c.Close()
-		})
-		defer force.Stop()
-		if r.client.c.SetWriteDeadline != nil {
-			r.client.wmu.Lock()
-			_ = r.client.c.SetWriteDeadline(time.Now().Add(stopBound))
-			r.client.wmu.Unlock()
-		}
-		r.stop(msg)
+// detach ends the hand-over: the relay is over.
+func (s *Stopper) detach() {
+	if s == nil {
+		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fire, s.sent = nil, true
+}
+
+// stopWith is a Stop's own goroutine (Stopper.attach, stopWG): it tells the
+// client msg, waits up to stopLinger for either side to end the session,
+// then ends it itself with a GOAWAY to the client.
+func (r *relay) stopWith(msg string) {
+	defer r.stopWG.Done()
+	if r.over() {
+		return
+	}
+	// Bound the writes (the client may not be reading): a timer closes
+	// both connections if one is still stuck behind a blocked write, and a
+	// write deadline bounds the writes that follow. The deadline is set
+	// under the write lock (gorilla's WebSocket deadline is a plain field
+	// its writer reads), so a write blocked before it is waited out, until
+	// the timer fires.
+	force := time.AfterFunc(stopBound, func() {
+		r.mu.Lock()
+		kubelet := r.kubelet
+		r.mu.Unlock()
+		_ = r.client.c.Close()
+		_ = kubelet.c.Close()
+	})
+	defer force.Stop()
+	if r.client.c.SetWriteDeadline != nil {
+		r.client.wmu.Lock()
+		_ = r.client.c.SetWriteDeadline(time.Now().Add(stopBound))
+		r.client.wmu.Unlock()
+	}
+	r.stop(msg)
 	t := time.NewTimer(stopLinger)
 	defer t.Stop()
 	select {
-	case first := <-cdone:
-		return first, true // the client hung up
-	case first := <-r.kdone:
-		return first, false
+	case <-r.overCh: // the client hung up, or the kubelet connection ended
+		return
 	case <-t.C:
 	}
 	r.mu.Lock()
 	lastGood := r.lastCID
 	r.mu.Unlock()
 	_ = r.client.write(appendGoAway(nil, lastGood)) // within the stop's deadline
-	// The reader that has not ended yet ends when run closes both.
-	return result{r.client, nil}, false
+	if r.end(result{r.client, nil}) {
+		_ = r.client.c.Close() // wakes the client reader; run closes the rest
+	}
 }
 
 // stop tells the client msg the way the kubelet reports a failed forward:

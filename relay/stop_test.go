@@ -3,6 +3,7 @@ package relay
 import (
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func TestStopTellsEveryOpenForwardWhy(t *testing.T) {
 	stop := NewStopper(io.NopCloser(nil))
 	// The kubelet half-closes a pair's error stream only when the forward
 	// ends (cri-streaming portForward), as replyAndEcho does.
-	h := newHarness(t, Options{Stop: stop.C()}, replyAndEcho)
+	h := newHarness(t, Options{Stop: stop}, replyAndEcho)
 	errA, dataA := h.forward("8080", 0)
 	errB, dataB := h.forward("8081", 1)
 	if got := echoRoundTrip(t, dataB, []byte("before")); string(got) != "before" {
@@ -95,7 +96,7 @@ func TestStopTellsEveryOpenForwardWhy(t *testing.T) {
 // ends, within its write bound and linger.
 func TestStopIsBoundedWithAClientThatDoesNotRead(t *testing.T) {
 	stop := NewStopper(io.NopCloser(nil))
-	h := newHarness(t, Options{Stop: stop.C()}, endlessKubelet)
+	h := newHarness(t, Options{Stop: stop}, endlessKubelet)
 	h.forward("8080", 0) // the client never reads the data stream: spdystream stalls its connection
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
@@ -109,7 +110,7 @@ func TestStopIsBoundedWithAClientThatDoesNotRead(t *testing.T) {
 func TestStopBeforeRunIsKeptForTheRelay(t *testing.T) {
 	stop := NewStopper(io.NopCloser(nil))
 	_ = stop.CloseWithMessage("early")
-	h := newHarness(t, Options{Stop: stop.C()}, echoKubelet)
+	h := newHarness(t, Options{Stop: stop}, echoKubelet)
 	select {
 	case <-h.client.CloseChan():
 	case <-time.After(5 * time.Second):
@@ -117,9 +118,8 @@ func TestStopBeforeRunIsKeptForTheRelay(t *testing.T) {
 	}
 	h.waitEnd(5 * time.Second)
 	var nilStop *Stopper
-	if nilStop.C() != nil {
-		t.Error("a nil Stopper's channel is not nil")
-	}
+	nilStop.attach(func(string) { t.Error("a nil Stopper fired") })
+	nilStop.detach()
 }
 
 // client-go opens a pair's data stream only once its error stream is
@@ -129,7 +129,7 @@ func TestStopBeforeRunIsKeptForTheRelay(t *testing.T) {
 func TestStopBetweenTheStreamsOfAPair(t *testing.T) {
 	const msg = "pfgateway: the gateway is shutting down"
 	stop := NewStopper(io.NopCloser(nil))
-	h := newHarness(t, Options{Stop: stop.C()}, replyAndEcho)
+	h := newHarness(t, Options{Stop: stop}, replyAndEcho)
 	errS, err := h.open(kindError, "8080", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -147,5 +147,44 @@ func TestStopBetweenTheStreamsOfAPair(t *testing.T) {
 	h.mu.Unlock()
 	if len(recs) != 1 || recs[0].Outcome != OutcomeSessionClosed || recs[0].Message != msg {
 		t.Errorf("records %+v, want one %s with the message", recs, OutcomeSessionClosed)
+	}
+}
+
+// The Stopper hands its first message to the relay once, whenever the
+// relay attaches, and nothing once the relay ended.
+func TestStopperHandOver(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps func(s *Stopper, fire func(string))
+		want  []string
+	}{
+		{name: "a message before the relay runs", want: []string{"a"}, steps: func(s *Stopper, fire func(string)) {
+			_ = s.CloseWithMessage("a")
+			s.attach(fire)
+		}},
+		{name: "a message while it runs; the second is dropped", want: []string{"a"}, steps: func(s *Stopper, fire func(string)) {
+			s.attach(fire)
+			_ = s.CloseWithMessage("a")
+			_ = s.CloseWithMessage("b")
+		}},
+		{name: "an empty message is none", want: []string{"b"}, steps: func(s *Stopper, fire func(string)) {
+			s.attach(fire)
+			_ = s.CloseWithMessage("")
+			_ = s.CloseWithMessage("b")
+		}},
+		{name: "nothing after the relay ended", want: nil, steps: func(s *Stopper, fire func(string)) {
+			s.attach(fire)
+			s.detach()
+			_ = s.CloseWithMessage("a")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			tt.steps(NewStopper(io.NopCloser(nil)), func(msg string) { got = append(got, msg) })
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("fired %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

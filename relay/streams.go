@@ -43,8 +43,10 @@ type relay struct {
 
 	// Kubelet replacement (redial.go). kubelet is the current connection;
 	// it changes only under mu.
-	ending     bool            // the session is ending: replace nothing
-	kdone      chan result     // a kubelet reader whose end ends the session
+	ending     bool            // the session is ending: replace nothing (end)
+	first      result          // why it ends, once ending
+	overCh     chan struct{}   // closed once ending
+	stopWG     sync.WaitGroup  // a Stop's goroutine (stop.go)
 	kwg        sync.WaitGroup  // kubelet readers
 	dialWG     sync.WaitGroup  // the redial goroutine
 	stopCtx    context.Context // cancelled when the session ends

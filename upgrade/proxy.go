@@ -139,35 +139,44 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 	go p.run(s, req, client, clientConn, backend, backendR, node, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion), stop)
 }
 
-// run splices an upgraded session until it ends, and ends s.
+// run splices an upgraded session until it ends, and ends s. The
+// stream-aware relay runs on goroutines of its own (relay.Start) and ends s
+// from there.
 func (p *Proxy) run(s *session.Session, req *http.Request, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, re Reresolve, proto string, stop *relay.Stopper) {
+	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
+		p.relay(s, client, clientConn, backend, backendR, node, p.reconnect(s, req, re, proto), stop)
+		return
+	}
 	var reason string
 	defer func() {
 		// The filters' panic recovery covered the handler's goroutine,
 		// not this one: a panic ends this session, not the gateway.
 		if v := recover(); v != nil {
-			klog.ErrorS(nil, "Panic in a port-forward session", "panic", v, "stack", string(debug.Stack()),
-				"user", s.User, "cluster", s.Cluster, "namespace", s.Namespace, "pod", s.Pod)
+			p.panicked(s, v, debug.Stack())
 			_ = clientConn.Close()
 			reason = fmt.Sprintf("internal error: %v", v)
 		}
 		_ = backend.Close()
 		s.End(metrics.OutcomeCompleted, reason)
 	}()
-	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
-		reason = p.relay(s, client, clientConn, backend, backendR, node, p.reconnect(s, req, re, proto), stop)
-	} else if err := splice(client, clientConn, backend, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
+	if err := splice(client, clientConn, backend, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
 		reason = err.Error()
 	}
 }
 
-// relay runs the stream-aware splice; it returns why the session ended.
-func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, rc relay.Reconnect, stop *relay.Stopper) string {
+func (p *Proxy) panicked(s *session.Session, v any, stack []byte) {
+	klog.ErrorS(nil, "Panic in a port-forward session", "panic", v, "stack", string(stack),
+		"user", s.User, "cluster", s.Cluster, "namespace", s.Namespace, "pod", s.Pod)
+}
+
+// relay starts the stream-aware splice; it ends s, with why the session
+// ended, when the relay is over.
+func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, rc relay.Reconnect, stop *relay.Stopper) {
 	clientSide := relay.Conn{R: client, W: countingWriter{client, s.AddDown}, Close: clientConn.Close}
 	if d, ok := clientConn.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
 	}
-	end := relay.Run(clientSide, relay.Conn{
+	relay.Start(clientSide, relay.Conn{
 		R: backendR, W: countingWriter{backend, s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline, Node: node,
 	}, relay.Options{
 		Reconnect:           rc,
@@ -179,18 +188,30 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		Payload:             s.TrackPayload(),
 		KubeletPingInterval: p.Liveness.KubeletPingInterval,
 		KubeletPingTimeout:  p.Liveness.KubeletPingTimeout,
-		Stop:                stop.C(),
+		Stop:                stop,
+	}, func(end relay.End) {
+		var reason string
+		defer func() {
+			if v := recover(); v != nil {
+				p.panicked(s, v, debug.Stack())
+				reason = fmt.Sprintf("internal error: %v", v)
+			}
+			_ = backend.Close()
+			s.End(metrics.OutcomeCompleted, reason)
+		}()
+		if end.KubeletLosses > 0 {
+			klog.InfoS("Session outlived its kubelet connections", "sessionID", s.ID, "lost", end.KubeletLosses, "reconnects", end.Reconnects)
+		}
+		switch {
+		case end.Panic != nil:
+			p.panicked(s, end.Panic, end.Stack)
+			reason = end.Err.Error()
+		case end.Err != nil:
+			reason = fmt.Sprintf("%s connection: %v", end.By, end.Err)
+		case end.Protocol:
+			reason = fmt.Sprintf("%s sent a malformed frame", end.By)
+		}
 	})
-	if end.KubeletLosses > 0 {
-		klog.InfoS("Session outlived its kubelet connections", "sessionID", s.ID, "lost", end.KubeletLosses, "reconnects", end.Reconnects)
-	}
-	switch {
-	case end.Err != nil:
-		return fmt.Sprintf("%s connection: %v", end.By, end.Err)
-	case end.Protocol:
-		return fmt.Sprintf("%s sent a malformed frame", end.By)
-	}
-	return ""
 }
 
 // fail answers with a Status for err and ends the session.
