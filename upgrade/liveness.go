@@ -41,7 +41,10 @@ func newWSConn(ws *gwebsocket.Conn, interval, timeout time.Duration) *wsConn {
 	ws.SetPongHandler(func(string) error { c.heard(); return nil })
 	answer := ws.PingHandler() // the default: pong back, as the peer expects
 	ws.SetPingHandler(func(data string) error { c.heard(); return answer(data) })
-	go c.ping(interval)
+	c.pingEvery = interval
+	// Armed only once c.pinger is set: ping uses it.
+	c.pinger = time.AfterFunc(time.Hour, c.ping)
+	c.pinger.Reset(interval)
 	return c
 }
 
@@ -60,24 +63,22 @@ func (c *wsConn) heard() {
 	_ = c.ws.SetReadDeadline(now.Add(c.quiet))
 }
 
-// ping sends a ping every interval until the tunnel closes. WriteControl
-// may run alongside the relay's data writer (gorilla's concurrency rule).
-// It gets no write deadline: gorilla makes a timed-out write fatal to the
-// connection, and a client that reads slowly is alive. The read deadline
-// is what ends a silent client.
-func (c *wsConn) ping(interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-		}
-		if err := c.ws.WriteControl(gwebsocket.PingMessage, nil, time.Time{}); err != nil {
-			return // the connection is broken or closing: the reader sees it
-		}
+// ping sends a ping, and again every interval until the tunnel closes: a
+// timer, not a goroutine, so an idle tunnel holds no stack for it.
+// WriteControl may run alongside the relay's data writer (gorilla's
+// concurrency rule). It gets no write deadline: gorilla makes a timed-out
+// write fatal to the connection, and a client that reads slowly is alive.
+// The read deadline is what ends a silent client.
+func (c *wsConn) ping() {
+	select {
+	case <-c.done:
+		return
+	default:
 	}
+	if err := c.ws.WriteControl(gwebsocket.PingMessage, nil, time.Time{}); err != nil {
+		return // the connection is broken or closing: the reader sees it
+	}
+	c.pinger.Reset(c.pingEvery) // after a Close, the next tick sees done and stops
 }
 
 // readErr names a read that timed out for lack of pongs.

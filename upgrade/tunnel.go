@@ -58,6 +58,8 @@ type wsConn struct {
 	extendEvery time.Duration
 	extended    time.Time
 
+	pinger    *time.Timer // sends the pings (newWSConn); nil without them
+	pingEvery time.Duration
 	done      chan struct{} // closed by Close: stops the pinger
 	closeOnce sync.Once
 }
@@ -115,6 +117,9 @@ func (c *wsConn) Close() error {
 	c.closeOnce.Do(func() {
 		if c.done != nil {
 			close(c.done)
+		}
+		if c.pinger != nil {
+			c.pinger.Stop()
 		}
 		_ = c.ws.WriteControl(gwebsocket.CloseMessage, gwebsocket.FormatCloseMessage(gwebsocket.CloseNormalClosure, ""), time.Now().Add(closeGrace))
 		err = c.ws.Close()
