@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -16,6 +18,25 @@ func TestPanicEndsTheSession(t *testing.T) {
 	end := h.waitEnd(5 * time.Second)
 	if end.Panic != "boom" || end.Err == nil || len(end.Stack) == 0 {
 		t.Errorf("End %+v, want the panic %q with an error and a stack", end, "boom")
+	}
+	select {
+	case <-h.client.CloseChan():
+	case <-time.After(5 * time.Second):
+		t.Error("the client connection is still open after the panic")
+	}
+}
+
+// So does a panic on the kubelet reader's goroutine: here Reconnect.OnLoss,
+// called there when the kubelet connection is lost.
+func TestKubeletReaderPanicEndsTheSession(t *testing.T) {
+	h := newHarness(t, Options{Reconnect: Reconnect{
+		Redial: func(context.Context) (Conn, error) { return Conn{}, errors.New("not dialed in this test") },
+		OnLoss: func(string, error) { panic("boom") },
+	}}, nil)
+	_ = h.server.Close()
+	end := h.waitEnd(5 * time.Second)
+	if end.Panic != "boom" || len(end.Stack) == 0 {
+		t.Errorf("End %+v, want the panic %q with a stack", end, "boom")
 	}
 	select {
 	case <-h.client.CloseChan():

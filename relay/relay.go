@@ -91,8 +91,8 @@ type End struct {
 	// KubeletLosses counts kubelet connections lost while the session went
 	// on, Reconnects the replacements dialed (Options.Redial).
 	KubeletLosses, Reconnects int
-	// Panic is what a panic on the client reader's goroutine carried, and
-	// Stack where it happened; the session ended with it.
+	// Panic is what a panic on one of the relay's reader goroutines
+	// carried, and Stack where it happened; the session ended with it.
 	Panic any
 	Stack []byte
 }
@@ -278,6 +278,7 @@ func (r *relay) teardown() End {
 	end := End{By: first.by.name, Protocol: isProto}
 	r.mu.Lock()
 	end.KubeletLosses, end.Reconnects = r.losses, r.reconnects
+	end.Panic, end.Stack = r.panicked, r.panicStack
 	r.mu.Unlock()
 	if !errors.Is(first.err, errGoAway) && !isClosed(first.err) {
 		end.Err = first.err
@@ -310,6 +311,20 @@ func (r *relay) over() bool {
 // session unless Options.Redial can replace the connection.
 func (r *relay) serveKubelet(k *side) {
 	defer r.kwg.Done()
+	defer func() {
+		// As on the client reader: the session ends, not the gateway;
+		// the client reader's teardown reports it (End.Panic).
+		if v := recover(); v != nil {
+			r.mu.Lock()
+			if r.panicked == nil {
+				r.panicked, r.panicStack = v, debug.Stack()
+			}
+			r.mu.Unlock()
+			r.end(result{k, fmt.Errorf("internal error: %v", v)})
+			_ = r.client.c.Close()
+			_ = k.c.Close()
+		}
+	}()
 	err := r.readLoop(k, r.client, false)
 	var we *writeError
 	if r.o.Redial != nil && !(errors.As(err, &we) && we.to == r.client) {

@@ -43,10 +43,12 @@ type relay struct {
 
 	// Kubelet replacement (redial.go). kubelet is the current connection;
 	// it changes only under mu.
-	ending     bool            // the session is ending: replace nothing (end)
-	first      result          // why it ends, once ending
-	overCh     chan struct{}   // closed once ending
-	stopWG     sync.WaitGroup  // a Stop's goroutine (stop.go)
+	ending     bool           // the session is ending: replace nothing (end)
+	first      result         // why it ends, once ending
+	overCh     chan struct{}  // closed once ending
+	stopWG     sync.WaitGroup // a Stop's goroutine (stop.go)
+	panicked   any            // a kubelet reader's panic, for End
+	panicStack []byte
 	kwg        sync.WaitGroup  // kubelet readers
 	dialWG     sync.WaitGroup  // the redial goroutine
 	stopCtx    context.Context // cancelled when the session ends

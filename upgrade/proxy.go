@@ -205,7 +205,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		switch {
 		case end.Panic != nil:
 			p.panicked(s, end.Panic, end.Stack)
-			reason = end.Err.Error()
+			reason = fmt.Sprintf("internal error: %v", end.Panic)
 		case end.Err != nil:
 			reason = fmt.Sprintf("%s connection: %v", end.By, end.Err)
 		case end.Protocol:
