@@ -222,12 +222,17 @@ func (r *relay) start(done func(End)) {
 			// A panic ends this session, not the gateway: both
 			// connections close, and the kubelet reader ends with them.
 			if v := recover(); v != nil {
+				err := fmt.Errorf("internal error: %v", v)
+				r.end(result{r.client, err}) // no kubelet replacement, no further stop
+				r.o.Stop.detach()
+				r.stopLiveness()
+				r.stopDial()
 				_ = r.client.c.Close()
 				r.mu.Lock()
 				kubelet := r.kubelet
 				r.mu.Unlock()
 				_ = kubelet.c.Close()
-				done(End{By: r.client.name, Err: fmt.Errorf("internal error: %v", v), Panic: v, Stack: debug.Stack()})
+				done(End{By: r.client.name, Err: err, Panic: v, Stack: debug.Stack()})
 			}
 		}()
 		r.end(result{r.client, r.readLoop(r.client, nil, true)}) // unless something ended it first
