@@ -22,6 +22,9 @@ import (
 
 const (
 	wsBufSize = frameBufSize + 16 // a batch of frames plus the WebSocket frame header
+	// tunnelReadBufSize is gorilla's smallest read buffer: the largest
+	// control frame's payload.
+	tunnelReadBufSize = 125
 	// closeGrace bounds the close handshake so a dead client cannot hold a session.
 	closeGrace = time.Second
 )
@@ -32,11 +35,13 @@ var writePool sync.Pool
 
 func newUpgrader(protocol string) *gwebsocket.Upgrader {
 	return &gwebsocket.Upgrader{
-		// 0: gorilla reads through the HTTP server's 4 KiB reader, which
-		// the hijacked connection keeps for its life anyway, instead of a
-		// 64 KiB one of its own held by every idle tunnel (bufio passes a
-		// read of 4 KiB or more with nothing buffered straight through).
-		ReadBufferSize:  0,
+		// A reader just large enough for frame headers and control
+		// frames (gorilla's minimum): a payload read into the relay's
+		// buffer with nothing buffered goes straight through (bufio), and
+		// an idle tunnel holds 125 bytes instead of the HTTP server's
+		// 4 KiB reader (0 would reuse it; the server lets go of it once
+		// the handler returns) or a 64 KiB one.
+		ReadBufferSize:  tunnelReadBufSize,
 		WriteBufferSize: wsBufSize,
 		WriteBufferPool: &writePool,
 		// Callers authenticate with certificates or bearer tokens, never
