@@ -49,7 +49,7 @@ func (r *relay) stopLiveness() (expired bool) {
 // pingTick sends a ping when none went out for an interval (the mirrored
 // client pings count, so the kubelet never gets two), and closes the
 // kubelet connection when the awaited echo is overdue: that wakes the
-// kubelet reader, and run reports ErrKubeletPingTimeout.
+// kubelet reader, and the teardown reports ErrKubeletPingTimeout.
 func (r *relay) pingTick() {
 	interval, timeout := r.o.KubeletPingInterval, r.o.KubeletPingTimeout
 	r.mu.Lock()

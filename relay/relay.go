@@ -227,11 +227,7 @@ func (r *relay) start(done func(End)) {
 				r.o.Stop.detach()
 				r.stopLiveness()
 				r.stopDial()
-				_ = r.client.c.Close()
-				r.mu.Lock()
-				kubelet := r.kubelet
-				r.mu.Unlock()
-				_ = kubelet.c.Close()
+				r.closeBoth()
 				done(End{By: r.client.name, Err: err, Panic: v, Stack: debug.Stack()})
 			}
 		}()
@@ -346,7 +342,16 @@ func (r *relay) serveKubelet(k *side) {
 		r.mu.Unlock()
 		r.goAway(r.client, lastGood)
 	}
-	_ = r.client.c.Close() // wakes the client reader on run's goroutine
+	_ = r.client.c.Close() // wakes the client reader, which tears down
+}
+
+// closeBoth closes the client connection and the current kubelet one.
+func (r *relay) closeBoth() {
+	r.mu.Lock()
+	kubelet := r.kubelet
+	r.mu.Unlock()
+	_ = r.client.c.Close()
+	_ = kubelet.c.Close()
 }
 
 // goAway writes a GOAWAY to s, bounded in time: the peer may not be reading.

@@ -100,13 +100,7 @@ func (r *relay) stopWith(msg string) {
 	// under the write lock (gorilla's WebSocket deadline is a plain field
 	// its writer reads), so a write blocked before it is waited out, until
 	// the timer fires.
-	force := time.AfterFunc(stopBound, func() {
-		r.mu.Lock()
-		kubelet := r.kubelet
-		r.mu.Unlock()
-		_ = r.client.c.Close()
-		_ = kubelet.c.Close()
-	})
+	force := time.AfterFunc(stopBound, r.closeBoth)
 	defer force.Stop()
 	if r.client.c.SetWriteDeadline != nil {
 		r.client.wmu.Lock()
@@ -126,7 +120,7 @@ func (r *relay) stopWith(msg string) {
 	r.mu.Unlock()
 	_ = r.client.write(appendGoAway(nil, lastGood)) // within the stop's deadline
 	if r.end(result{r.client, nil}) {
-		_ = r.client.c.Close() // wakes the client reader; run closes the rest
+		_ = r.client.c.Close() // wakes the client reader; its teardown closes the rest
 	}
 }
 
