@@ -40,13 +40,9 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	if profiling {
 		// The baseline of the live figures, with its own free heap
 		// returned (heap-1.pprof: a base for pprof -diff_base).
-		_ = gw.proc.Signal(syscall.SIGHUP)
-		time.Sleep(2 * time.Second)
-		base, err := read(gw)
-		if err != nil {
+		if res.liveBase, err = readReleased(gw); err != nil {
 			return res, err
 		}
-		res.liveBase = &base
 	}
 	sessions := make([]*session, n)
 	var next atomic.Int64
@@ -87,17 +83,31 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	time.Sleep(r.c.idleQuiet)
 	res.after, err = read(gw)
 	if err == nil && profiling {
-		// A gwprof child (-gateway-bin built from bench/internal/gwprof)
-		// writes where the idle sessions' memory is, then collects and
-		// returns its free heap to the OS: the live state's cost.
-		_ = gw.proc.Signal(syscall.SIGHUP)
-		time.Sleep(2 * time.Second)
-		var live point
-		if live, err = read(gw); err == nil {
-			res.live = &live
-		}
+		// Where the idle sessions' memory is, and the live state's cost.
+		res.live, err = readReleased(gw)
 	}
 	return res, err
+}
+
+// readReleased has a gwprof child (-gateway-bin built from
+// bench/internal/gwprof) write its heap and goroutine profiles and return
+// its free heap to the OS (SIGHUP), then reads it.
+func readReleased(gw *gateway) (*point, error) {
+	_ = gw.proc.Signal(syscall.SIGHUP)
+	time.Sleep(2 * time.Second)
+	p, err := read(gw)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// memoryCells are the per-session RSS, heap in use, stacks and free heap
+// kept, as table cells.
+func (r idleResult) memoryCells() string {
+	kib := func(f func(point) int64) string { return fmt.Sprintf("%.1f KiB", r.per(f)/1024) }
+	return kib(func(x point) int64 { return x.rss }) + " | " + kib(func(x point) int64 { return x.heap }) + " | " +
+		kib(func(x point) int64 { return x.stack }) + " | " + kib(func(x point) int64 { return x.kept })
 }
 
 // idleReport writes the idle-session figures as markdown.
@@ -106,17 +116,12 @@ func idleReport(w io.Writer, results []idleResult) {
 	p("| Idle sessions | RSS per session | Heap in use per session | Stacks per session | Free heap kept per session | Goroutines per session | FDs per session | RSS before → after |")
 	p("|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		p("| %d × %s %s | %.1f KiB | %.1f KiB | %.1f KiB | %.1f KiB | %.2f | %.2f | %s → %s |", r.n, r.gw, r.proto,
-			r.per(func(x point) int64 { return x.rss })/1024, r.per(func(x point) int64 { return x.heap })/1024,
-			r.per(func(x point) int64 { return x.stack })/1024, r.per(func(x point) int64 { return x.kept })/1024,
+		p("| %d × %s %s | %s | %.2f | %.2f | %s → %s |", r.n, r.gw, r.proto, r.memoryCells(),
 			r.per(func(x point) int64 { return int64(x.goroutines) }), r.per(func(x point) int64 { return int64(x.fds) }),
 			mib(r.before.rss), mib(r.after.rss))
 		if r.live != nil {
-			l := idleResult{gw: r.gw, proto: r.proto, n: r.n, before: *r.liveBase, after: *r.live}
-			p("| … after a GC that returned the free heap | %.1f KiB | %.1f KiB | %.1f KiB | %.1f KiB | | | %s → %s |",
-				l.per(func(x point) int64 { return x.rss })/1024, l.per(func(x point) int64 { return x.heap })/1024,
-				l.per(func(x point) int64 { return x.stack })/1024, l.per(func(x point) int64 { return x.kept })/1024,
-				mib(r.liveBase.rss), mib(r.live.rss))
+			l := idleResult{n: r.n, before: *r.liveBase, after: *r.live}
+			p("| … after a GC that returned the free heap | %s | | | %s → %s |", l.memoryCells(), mib(l.before.rss), mib(l.after.rss))
 		}
 	}
 	p("")
