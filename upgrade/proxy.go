@@ -116,7 +116,8 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 	// The stream-aware splice can tell the client why the gateway closes it.
 	var closer io.Closer = closers{clientConn, up.conn}
 	var stop *relay.Stopper
-	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
+	streamAware := p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy
+	if streamAware {
 		stop = relay.NewStopper(closer)
 		closer = stop
 	}
@@ -127,7 +128,7 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 	if rest := up.raw[up.headLen:]; len(rest) > 0 {
 		backendR = io.MultiReader(bytes.NewReader(rest), up.conn)
 	}
-	// The session goes on on a goroutine of its own and the handler
+	// The session goes on on goroutines of its own and the handler
 	// returns: the HTTP server then lets go of the hijacked connection's
 	// state (its reader and writer, the filter chain's request) and of the
 	// handler's deep stack, ≈ 20 KiB per idle session (BENCHMARKS.md,
@@ -136,32 +137,35 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 	req = req.WithContext(context.WithoutCancel(req.Context()))
 	backend := up.conn
 	up.conn = nil // the session's now, not the deferred Close's
-	go p.run(s, req, client, clientConn, backend, backendR, node, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion), stop)
-}
-
-// run splices an upgraded session until it ends, and ends s. The
-// stream-aware relay runs on goroutines of its own (relay.Start) and ends s
-// from there.
-func (p *Proxy) run(s *session.Session, req *http.Request, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, re Reresolve, proto string, stop *relay.Stopper) {
-	if p.Streams != nil && s.Protocol != metrics.ProtocolWebSocketLegacy {
-		p.relay(s, client, clientConn, backend, backendR, node, p.reconnect(s, req, re, proto), stop)
+	if streamAware {
+		// The relay's readers are goroutines of their own (relay.Start).
+		p.relay(s, client, clientConn, backend, backendR, node, p.reconnect(s, req, re, up.resp.Header.Get(httpstream.HeaderProtocolVersion)), stop)
 		return
 	}
+	go p.spliceOpaque(s, client, clientConn, backend, backendR)
+}
+
+// spliceOpaque copies bytes both ways until the session ends, and ends s.
+func (p *Proxy) spliceOpaque(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader) {
 	var reason string
-	defer func() {
-		// The filters' panic recovery covered the handler's goroutine,
-		// not this one: a panic ends this session, not the gateway.
-		if v := recover(); v != nil {
-			p.panicked(s, v, debug.Stack())
-			_ = clientConn.Close()
-			reason = fmt.Sprintf("internal error: %v", v)
-		}
-		_ = backend.Close()
-		s.End(metrics.OutcomeCompleted, reason)
-	}()
+	defer p.endSession(s, clientConn, backend, &reason)
 	if err := splice(client, clientConn, backend, backendR, s.Protocol != metrics.ProtocolWebSocketLegacy, s.AddUp, s.AddDown); err != nil {
 		reason = err.Error()
 	}
+}
+
+// endSession, deferred where a session's splice ends, closes the kubelet
+// connection and ends s with *reason. The filters' panic recovery covered
+// the handler's goroutine, not the session's: a panic there ends this
+// session, not the gateway.
+func (p *Proxy) endSession(s *session.Session, clientConn io.Closer, backend net.Conn, reason *string) {
+	if v := recover(); v != nil {
+		p.panicked(s, v, debug.Stack())
+		_ = clientConn.Close()
+		*reason = fmt.Sprintf("internal error: %v", v)
+	}
+	_ = backend.Close()
+	s.End(metrics.OutcomeCompleted, *reason)
 }
 
 func (p *Proxy) panicked(s *session.Session, v any, stack []byte) {
@@ -191,14 +195,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		Stop:                stop,
 	}, func(end relay.End) {
 		var reason string
-		defer func() {
-			if v := recover(); v != nil {
-				p.panicked(s, v, debug.Stack())
-				reason = fmt.Sprintf("internal error: %v", v)
-			}
-			_ = backend.Close()
-			s.End(metrics.OutcomeCompleted, reason)
-		}()
+		defer p.endSession(s, clientConn, backend, &reason)
 		if end.KubeletLosses > 0 {
 			klog.InfoS("Session outlived its kubelet connections", "sessionID", s.ID, "lost", end.KubeletLosses, "reconnects", end.Reconnects)
 		}
