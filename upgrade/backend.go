@@ -15,6 +15,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/proxy"
 
+	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
 )
 
@@ -73,7 +74,16 @@ func NewBackend(o BackendOptions) *Backend {
 		tc.ClientSessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
 	}
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: o.KeepAlive}
-	return &Backend{opts: o, transport: &http.Transport{DialContext: d.DialContext, TLSClientConfig: tc}}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// Under the TLS connection, so that coalesce.Writer can join a
+		// relayed frame's records into fewer system calls.
+		return coalesce.NewConn(c), nil
+	}
+	return &Backend{opts: o, transport: &http.Transport{DialContext: dial, TLSClientConfig: tc}}
 }
 
 // BackendError is a failure reaching or upgrading to a kubelet.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
 )
 
@@ -117,6 +118,10 @@ func TestBackendDial(t *testing.T) {
 				}
 				if !strings.HasPrefix(string(up.raw), "HTTP/1.1 101") {
 					t.Fatalf("raw head %q", up.raw)
+				}
+				// The relay's kubelet writes join records (coalesce.Writer).
+				if _, ok := coalesce.Writer(up.conn).(*tls.Conn); ok {
+					t.Errorf("the kubelet connection (%T over %T) cannot join records", up.conn, up.conn.(*tls.Conn).NetConn())
 				}
 			case 404:
 				body := make([]byte, 64)

@@ -24,6 +24,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
+	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
 	"github.com/pfgateway/pfgateway/relay"
 	"github.com/pfgateway/pfgateway/session"
@@ -111,7 +112,7 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 			s.End(metrics.OutcomeCompleted, err.Error())
 			return
 		}
-		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), conn}, conn
+		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), coalesce.Writer(conn)}, conn
 	}
 	// The stream-aware splice can tell the client why the gateway closes it.
 	var closer io.Closer = closers{clientConn, up.conn}
@@ -181,7 +182,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
 	}
 	relay.Start(clientSide, relay.Conn{
-		R: backendR, W: countingWriter{backend, s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline, Node: node,
+		R: backendR, W: countingWriter{coalesce.Writer(backend), s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline, Node: node,
 	}, relay.Options{
 		Reconnect:           rc,
 		EarlyReply:          p.Streams.EarlyReply,

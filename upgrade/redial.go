@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream"
 
+	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
 	"github.com/pfgateway/pfgateway/relay"
 	"github.com/pfgateway/pfgateway/session"
@@ -117,7 +118,7 @@ func (p *Proxy) redialer(s *session.Session, req *http.Request, re Reresolve, pr
 		if rest := up.raw[up.headLen:]; len(rest) > 0 {
 			r = io.MultiReader(bytes.NewReader(rest), conn)
 		}
-		return relay.Conn{R: r, W: countingWriter{conn, s.AddUp}, Own: conn, Close: conn.Close,
+		return relay.Conn{R: r, W: countingWriter{coalesce.Writer(conn), s.AddUp}, Own: conn, Close: conn.Close,
 			SetWriteDeadline: conn.SetWriteDeadline, Node: node}, nil
 	}
 }

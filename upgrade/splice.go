@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/relay"
 )
 
@@ -57,7 +58,7 @@ func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, backen
 	}
 	upc := make(chan error, 1)
 	go func() {
-		err := cp(countingWriter{backend, addUp}, client)
+		err := cp(countingWriter{coalesce.Writer(backend), addUp}, client)
 		end(err, true)
 		upc <- err
 	}()

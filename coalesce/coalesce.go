@@ -1,0 +1,155 @@
+// Package coalesce saves a system call per relayed frame under TLS.
+//
+// A relayed SPDY DATA frame is an 8-byte header and up to 32 KiB of payload.
+// crypto/tls cuts one Write into records of at most 16 KiB from its start
+// and writes each record with its own system call, so a 32 KiB frame
+// leaves as records of 16 KiB, 16 KiB and 8 bytes: three writes, the last
+// one carrying a whole TCP segment's cost for 8 bytes. Writer writes such
+// a frame's short remainder first, as its own record, and Conn, the
+// connection under the tls.Conn, sends that short record together with
+// the next one in a single writev: two system calls per frame, as many as
+// the TLS floor's 32 KiB writes. The bytes on the wire, and the records
+// the peer decrypts, are the same as before; only their grouping into
+// system calls changes.
+//
+// crypto/tls has no way to batch the records of one Write (it writes each
+// as soon as it is sealed, from a buffer it reuses), so the join happens
+// below it, and only for a record short enough to copy for free.
+package coalesce
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"sync"
+)
+
+// MaxHeld is the longest write Conn keeps back: a record of up to 1 KiB
+// of plaintext with its TLS header and tag.
+const MaxHeld = 1024 + 64
+
+// maxRecord is the most plaintext crypto/tls puts in one record once a
+// connection has warmed up (its dynamic record sizing starts smaller).
+const maxRecord = 16384
+
+// Conn is a connection under a tls.Conn that can join a short record with
+// the next. Between Hold and Release a write of at most MaxHeld bytes, when
+// nothing is held yet, is kept back and sent with the next write (or by
+// Release); every other write goes straight through. Writes keep their
+// order, whichever goroutine makes them (crypto/tls also writes alerts
+// and key updates on its own).
+type Conn struct {
+	net.Conn
+
+	mu      sync.Mutex
+	holding bool
+	pending []byte
+	buf     [MaxHeld]byte
+	arr     [2][]byte
+	bufs    net.Buffers // a field, so that writev's argument does not escape per call
+}
+
+// NewConn wraps c.
+func NewConn(c net.Conn) *Conn { return &Conn{Conn: c} }
+
+// Write sends p, with whatever record is held before it.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		if c.holding && len(p) <= MaxHeld {
+			c.pending = append(c.buf[:0], p...)
+			return len(p), nil
+		}
+		return c.Conn.Write(p)
+	}
+	held := len(c.pending)
+	c.arr = [2][]byte{c.pending, p}
+	c.bufs = c.arr[:]
+	n, err := c.bufs.WriteTo(c.Conn)
+	c.arr, c.bufs, c.pending = [2][]byte{}, nil, nil
+	if n < int64(held) {
+		// The held record did not go out whole: the connection is broken
+		// for TLS, and the caller learns it now.
+		if err == nil {
+			err = io.ErrShortWrite
+		}
+		return 0, err
+	}
+	return int(n) - held, err
+}
+
+// Hold starts keeping a short write back.
+func (c *Conn) Hold() {
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+}
+
+// Release stops holding and sends a record still held.
+func (c *Conn) Release() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holding = false
+	if len(c.pending) == 0 {
+		return nil
+	}
+	p := c.pending
+	c.pending = nil
+	n, err := c.Conn.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+// Listener wraps every accepted connection in a Conn.
+type Listener struct{ net.Listener }
+
+// Accept waits for the next connection.
+func (l Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(c), nil
+}
+
+// Writer returns the writer for w that sends each long write's short
+// remainder together with its first record, when w is a tls.Conn over a
+// Conn; otherwise w itself. The caller must not let another write to w
+// start before one through Writer ends: a write is two tls.Conn writes.
+func Writer(w io.Writer) io.Writer {
+	tc, ok := w.(*tls.Conn)
+	if !ok {
+		return w
+	}
+	c, ok := tc.NetConn().(*Conn)
+	if !ok {
+		return w
+	}
+	return &writer{tc: tc, c: c}
+}
+
+type writer struct {
+	tc *tls.Conn
+	c  *Conn
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	head := len(p) % maxRecord
+	if len(p) <= maxRecord || head == 0 || head > MaxHeld-64 {
+		return w.tc.Write(p)
+	}
+	w.c.Hold()
+	n, err := w.tc.Write(p[:head])
+	if err == nil {
+		var m int
+		m, err = w.tc.Write(p[head:])
+		n += m
+	}
+	if rerr := w.c.Release(); err == nil {
+		err = rerr
+	}
+	return n, err
+}
