@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"time"
 )
 
 // bufSize is the read buffer of a side while bytes flow (lazyreader.go).
@@ -22,6 +24,67 @@ type writeError struct {
 func (e *writeError) Error() string { return fmt.Sprintf("write to %s: %v", e.to.name, e.err) }
 func (e *writeError) Unwrap() error { return e.err }
 
+// IdleAfter is how long a side with Conn.Idle stays quiet before its
+// reader hands over to a waiting goroutine (read). A busy connection that
+// pauses this long pays one goroutine start.
+const IdleAfter = 250 * time.Millisecond
+
+// errIdle is readLoop's return when its connection has been quiet.
+var errIdle = errors.New("relay: connection idle")
+
+// armIdle keeps a read deadline about IdleAfter ahead of the side's reads,
+// renewed at most every IdleAfter/2: a clock read per read into an empty
+// buffer, a timer update per renewal.
+func (s *side) armIdle() {
+	now := time.Now()
+	if now.Sub(s.idleArmed) < IdleAfter/2 {
+		return
+	}
+	s.idleArmed = now
+	_ = s.c.Idle.SetReadDeadline(now.Add(IdleAfter))
+}
+
+// disarmIdle clears the side's read deadline.
+func (s *side) disarmIdle() {
+	if s.c.Idle != nil && !s.idleArmed.IsZero() {
+		s.idleArmed = time.Time{}
+		_ = s.c.Idle.SetReadDeadline(time.Time{})
+	}
+}
+
+// idleTimeout reports whether err is the armed deadline passing.
+func (s *side) idleTimeout(err error) bool {
+	return err != nil && s.c.Idle != nil && errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// read runs readLoop on src; if src goes quiet it hands the reading over
+// to a fresh goroutine that waits for src's next bytes and then calls
+// again, and reports false: the calling goroutine must end without doing
+// anything more. Otherwise it reports true and readLoop's error.
+//
+// Why a fresh goroutine: one blocked deep in a read keeps the 8 KiB stack
+// the read grew (the runtime halves a stack only at a GC, and only when
+// under a quarter of it is in use), and client-go's pings every 5 s make
+// each reader grow it again. A fresh goroutine waiting in WaitReadable
+// starts at the runtime's small starting size and needs no GC to get
+// there; the reading one exits, and its stack goes back to the pool.
+func (r *relay) read(src, to *side, fromClient bool, again func()) (ended bool, err error) {
+	err = r.readLoop(src, to, fromClient)
+	if err == errIdle {
+		go func() {
+			src.disarmIdle()              // WaitReadable would return at once past a deadline
+			_ = src.c.Idle.WaitReadable() // a close wakes it too; the next read says so
+			again()
+		}()
+		return false, nil
+	}
+	if src.br != nil {
+		src.br.Release()
+		src.br = nil
+	}
+	return true, err
+}
+
 // readLoop relays frames read from src to dst until src ends or a write
 // fails. DATA frames are passed on from the read buffer, every complete one
 // already buffered in a single write, with the stream id rewritten in
@@ -30,10 +93,20 @@ func (e *writeError) Unwrap() error { return e.err }
 // The client's frames go to the kubelet connection of their stream (dst
 // nil): a batch ends where that connection changes.
 func (r *relay) readLoop(src, to *side, fromClient bool) error {
-	br := NewFrameReader(src.c.R)
-	defer br.Release()
+	if src.br == nil {
+		src.br = NewFrameReader(src.c.R)
+	}
+	br := src.br
 	for {
+		if src.c.Idle != nil && br.Buffered() == 0 {
+			src.armIdle()
+		}
+		// A read that times out has consumed nothing of a frame (Peek):
+		// the next readLoop starts again from the buffered bytes.
 		h, err := br.Peek(headerLen)
+		if src.idleTimeout(err) {
+			return errIdle
+		}
 		if err != nil {
 			if len(h) > 0 && errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -46,6 +119,9 @@ func (r *relay) readLoop(src, to *side, fromClient bool) error {
 				return protoErr(fmt.Errorf("control frame of %d bytes exceeds %d", n-headerLen, maxControlPayload))
 			}
 			frame, err := br.Peek(n)
+			if src.idleTimeout(err) {
+				return errIdle
+			}
 			if err != nil {
 				return unexpected(err)
 			}
@@ -66,6 +142,9 @@ func (r *relay) readLoop(src, to *side, fromClient bool) error {
 			continue
 		}
 		if _, err := br.Peek(n); err != nil {
+			if src.idleTimeout(err) {
+				return errIdle
+			}
 			return unexpected(err)
 		}
 		avail, _ := br.Peek(br.Buffered())
@@ -98,6 +177,7 @@ func (r *relay) readLoop(src, to *side, fromClient bool) error {
 
 // largeData relays one DATA frame bigger than the read buffer.
 func (r *relay) largeData(br *FrameReader, src, dst *side, n int, fromClient bool) error {
+	src.disarmIdle() // this frame is consumed as it is read: no restart
 	var h [headerLen]byte
 	p, _ := br.Peek(headerLen)
 	copy(h[:], p)

@@ -114,6 +114,21 @@ type Conn struct {
 	SetWriteDeadline func(time.Time) error
 	// Node names a kubelet side's node in the messages to the client.
 	Node string
+	// Idle, if set, is the socket under R (netconn.Conn): once the side
+	// has been quiet for IdleAfter, its reader waits at the top of its
+	// goroutine, where its stack can shrink, instead of inside the read.
+	// Only for an R that survives a read timeout (crypto/tls, not
+	// gorilla's WebSocket reader).
+	Idle Idle
+}
+
+// Idle is the socket under a side's reads (netconn.Conn).
+type Idle interface {
+	// SetReadDeadline bounds the reads of R: a read that times out must
+	// keep whatever R has buffered (as crypto/tls does).
+	SetReadDeadline(t time.Time) error
+	// WaitReadable returns once R's socket has bytes, or soon after.
+	WaitReadable() error
 }
 
 // side is one of the relay's two connections.
@@ -121,6 +136,9 @@ type side struct {
 	name string
 	c    Conn
 	dec  *decoder
+
+	br        *FrameReader // kept while a fresh goroutine waits to read on (read)
+	idleArmed time.Time    // when the read deadline of Conn.Idle was last set
 
 	wmu sync.Mutex // orders writes; encoding happens under it too
 	enc storedEncoder
@@ -217,7 +235,8 @@ func (r *relay) start(done func(End)) {
 	r.o.Stop.attach(func(msg string) { r.stopWG.Add(1); go r.stopWith(msg) })
 	// A fresh goroutine: its stack holds the read and nothing of the
 	// caller's, so it stays at the size a reader needs.
-	go func() {
+	var readClient func()
+	readClient = func() {
 		defer func() {
 			// A panic ends this session, not the gateway: both
 			// connections close, and the kubelet reader ends with them.
@@ -231,9 +250,14 @@ func (r *relay) start(done func(End)) {
 				done(End{By: r.client.name, Err: err, Panic: v, Stack: debug.Stack()})
 			}
 		}()
-		r.end(result{r.client, r.readLoop(r.client, nil, true)}) // unless something ended it first
+		ended, err := r.read(r.client, nil, true, readClient)
+		if !ended {
+			return // a fresh goroutine reads on
+		}
+		r.end(result{r.client, err}) // unless something ended it first
 		done(r.teardown())
-	}()
+	}
+	go readClient()
 }
 
 // teardown ends the session once the client reader returned: both
@@ -311,7 +335,12 @@ func (r *relay) over() bool {
 // serveKubelet reads one kubelet connection until it ends, which ends the
 // session unless Options.Redial can replace the connection.
 func (r *relay) serveKubelet(k *side) {
-	defer r.kwg.Done()
+	ended := false
+	defer func() {
+		if ended {
+			r.kwg.Done()
+		}
+	}()
 	defer func() {
 		// As on the client reader: the session ends, not the gateway;
 		// the client reader's teardown reports it (End.Panic).
@@ -324,9 +353,13 @@ func (r *relay) serveKubelet(k *side) {
 			r.end(result{k, fmt.Errorf("internal error: %v", v)})
 			_ = r.client.c.Close()
 			_ = k.c.Close()
+			ended = true
 		}
 	}()
-	err := r.readLoop(k, r.client, false)
+	ended, err := r.read(k, r.client, false, func() { r.serveKubelet(k) })
+	if !ended {
+		return // a fresh goroutine reads on
+	}
 	var we *writeError
 	if r.o.Redial != nil && !(errors.As(err, &we) && we.to == r.client) {
 		r.lose(k, err)

@@ -15,8 +15,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/proxy"
 
-	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/netconn"
 )
 
 // maxResponseHeaderBytes bounds what a kubelet may send before its 101.
@@ -79,9 +79,9 @@ func NewBackend(o BackendOptions) *Backend {
 		if err != nil {
 			return nil, err
 		}
-		// Under the TLS connection, so that coalesce.Writer can join a
+		// Under the TLS connection, so that netconn.Writer can join a
 		// relayed frame's records into fewer system calls.
-		return coalesce.NewConn(c), nil
+		return netconn.NewConn(c), nil
 	}
 	return &Backend{opts: o, transport: &http.Transport{DialContext: dial, TLSClientConfig: tc}}
 }

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/netconn"
 )
 
 // fakeKubelet answers upgrade requests: paths under /redirect/ redirect,
@@ -119,8 +119,8 @@ func TestBackendDial(t *testing.T) {
 				if !strings.HasPrefix(string(up.raw), "HTTP/1.1 101") {
 					t.Fatalf("raw head %q", up.raw)
 				}
-				// The relay's kubelet writes join records (coalesce.Writer).
-				if _, ok := coalesce.Writer(up.conn).(*tls.Conn); ok {
+				// The relay's kubelet writes join records (netconn.Writer).
+				if _, ok := netconn.Writer(up.conn).(*tls.Conn); ok {
 					t.Errorf("the kubelet connection (%T over %T) cannot join records", up.conn, up.conn.(*tls.Conn).NetConn())
 				}
 			case 404:

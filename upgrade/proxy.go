@@ -24,8 +24,8 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
-	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/netconn"
 	"github.com/pfgateway/pfgateway/relay"
 	"github.com/pfgateway/pfgateway/session"
 	"github.com/pfgateway/pfgateway/status"
@@ -112,7 +112,7 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 			s.End(metrics.OutcomeCompleted, err.Error())
 			return
 		}
-		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), coalesce.Writer(conn)}, conn
+		client, clientConn = readWriter{clientReader(conn, bufrw.Reader), netconn.Writer(conn)}, conn
 	}
 	// The stream-aware splice can tell the client why the gateway closes it.
 	var closer io.Closer = closers{clientConn, up.conn}
@@ -177,12 +177,12 @@ func (p *Proxy) panicked(s *session.Session, v any, stack []byte) {
 // relay starts the stream-aware splice; it ends s, with why the session
 // ended, when the relay is over.
 func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Closer, backend net.Conn, backendR io.Reader, node string, rc relay.Reconnect, stop *relay.Stopper) {
-	clientSide := relay.Conn{R: client, W: countingWriter{client, s.AddDown}, Close: clientConn.Close}
+	clientSide := relay.Conn{R: client, W: countingWriter{client, s.AddDown}, Close: clientConn.Close, Idle: idleOf(clientConn)}
 	if d, ok := clientConn.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
 	}
 	relay.Start(clientSide, relay.Conn{
-		R: backendR, W: countingWriter{coalesce.Writer(backend), s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline, Node: node,
+		R: backendR, W: countingWriter{netconn.Writer(backend), s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline, Node: node, Idle: idleOf(backend),
 	}, relay.Options{
 		Reconnect:           rc,
 		EarlyReply:          p.Streams.EarlyReply,
@@ -285,6 +285,16 @@ func clientReader(conn net.Conn, br *bufio.Reader) io.Reader {
 		return io.MultiReader(io.LimitReader(br, int64(n)), conn)
 	}
 	return conn
+}
+
+// idleOf is the socket under a TLS connection for the relay's idle reads
+// (relay.Conn.Idle), or nil: the tunnel's client side reads through
+// gorilla, which keeps any read error for good.
+func idleOf(c any) relay.Idle {
+	if nc := netconn.Of(c); nc != nil && nc.CanIdle() {
+		return nc
+	}
+	return nil
 }
 
 type readWriter struct {

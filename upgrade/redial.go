@@ -14,8 +14,8 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream"
 
-	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/netconn"
 	"github.com/pfgateway/pfgateway/relay"
 	"github.com/pfgateway/pfgateway/session"
 )
@@ -118,7 +118,7 @@ func (p *Proxy) redialer(s *session.Session, req *http.Request, re Reresolve, pr
 		if rest := up.raw[up.headLen:]; len(rest) > 0 {
 			r = io.MultiReader(bytes.NewReader(rest), conn)
 		}
-		return relay.Conn{R: r, W: countingWriter{coalesce.Writer(conn), s.AddUp}, Own: conn, Close: conn.Close,
-			SetWriteDeadline: conn.SetWriteDeadline, Node: node}, nil
+		return relay.Conn{R: r, W: countingWriter{netconn.Writer(conn), s.AddUp}, Own: conn, Close: conn.Close,
+			SetWriteDeadline: conn.SetWriteDeadline, Node: node, Idle: idleOf(conn)}, nil
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/pfgateway/pfgateway/coalesce"
+	"github.com/pfgateway/pfgateway/netconn"
 	"github.com/pfgateway/pfgateway/relay"
 )
 
@@ -58,7 +58,7 @@ func splice(client io.ReadWriter, clientConn io.Closer, backend net.Conn, backen
 	}
 	upc := make(chan error, 1)
 	go func() {
-		err := cp(countingWriter{coalesce.Writer(backend), addUp}, client)
+		err := cp(countingWriter{netconn.Writer(backend), addUp}, client)
 		end(err, true)
 		upc <- err
 	}()

@@ -22,8 +22,8 @@ import (
 	"github.com/pfgateway/pfgateway/authn"
 	"github.com/pfgateway/pfgateway/clusters"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
-	"github.com/pfgateway/pfgateway/coalesce"
 	"github.com/pfgateway/pfgateway/metrics"
+	"github.com/pfgateway/pfgateway/netconn"
 	"github.com/pfgateway/pfgateway/podwatch"
 	"github.com/pfgateway/pfgateway/policy"
 	"github.com/pfgateway/pfgateway/portforward"
@@ -140,9 +140,9 @@ func New(c *completedConfig) (*Gateway, error) {
 	if g.listener, err = net.Listen("tcp", c.addr); err != nil {
 		return nil, fmt.Errorf("--secure-port: %w", err)
 	}
-	// Under each client's TLS connection, so that coalesce.Writer can
+	// Under each client's TLS connection, so that netconn.Writer can
 	// join a relayed frame's records into fewer system calls.
-	g.listener = coalesce.Listener{Listener: g.listener}
+	g.listener = netconn.Listener{Listener: g.listener}
 	if g.adminListener, err = net.Listen("tcp", c.opts.Metrics.BindAddress); err != nil {
 		_ = g.listener.Close()
 		return nil, fmt.Errorf("--metrics-bind-address: %w", err)

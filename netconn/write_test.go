@@ -1,4 +1,4 @@
-package coalesce
+package netconn
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 // Conn when wrap is set.
 func pipe(t testing.TB, wrap bool) (client, server *tls.Conn) {
 	t.Helper()
-	ca, err := pki.NewCA("coalesce test")
+	ca, err := pki.NewCA("netconn test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func cpuSeconds() float64 {
 // connection, as crypto/tls writes them and through Writer; it reports
 // the process's CPU per GiB (both ends) and write system calls per MiB.
 //
-//	go test ./coalesce -run '^$' -bench Frames -count 6
+//	go test ./netconn -run '^$' -bench Frames -count 6
 func BenchmarkFrames(b *testing.B) {
 	for _, wrap := range []bool{false, true} {
 		name := "plain"

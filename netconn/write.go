@@ -1,4 +1,4 @@
-// Package coalesce saves a system call per relayed frame under TLS.
+// Joined writes: a system call saved per relayed frame under TLS.
 //
 // A relayed SPDY DATA frame is an 8-byte header and up to 32 KiB of payload.
 // crypto/tls cuts one Write into records of at most 16 KiB from its start
@@ -15,13 +15,15 @@
 // crypto/tls has no way to batch the records of one Write (it writes each
 // as soon as it is sealed, from a buffer it reuses), so the join happens
 // below it, and only for a record short enough to copy for free.
-package coalesce
+
+package netconn
 
 import (
 	"crypto/tls"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // MaxHeld is the longest write Conn keeps back: a record of up to 1 KiB
@@ -47,10 +49,27 @@ type Conn struct {
 	buf     [MaxHeld]byte
 	arr     [2][]byte
 	bufs    net.Buffers // a field, so that writev's argument does not escape per call
+
+	rc   syscall.RawConn // idle.go; nil when not a socket
+	peek [1]byte
 }
 
 // NewConn wraps c.
-func NewConn(c net.Conn) *Conn { return &Conn{Conn: c} }
+func NewConn(c net.Conn) *Conn {
+	nc := &Conn{Conn: c}
+	nc.rc = rawOf(c)
+	return nc
+}
+
+// Of returns the Conn under a *tls.Conn, or nil.
+func Of(c any) *Conn {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	nc, _ := tc.NetConn().(*Conn)
+	return nc
+}
 
 // Write sends p, with whatever record is held before it.
 func (c *Conn) Write(p []byte) (int, error) {
@@ -120,15 +139,11 @@ func (l Listener) Accept() (net.Conn, error) {
 // Conn; otherwise w itself. The caller must not let another write to w
 // start before one through Writer ends: a write is two tls.Conn writes.
 func Writer(w io.Writer) io.Writer {
-	tc, ok := w.(*tls.Conn)
-	if !ok {
+	c := Of(w)
+	if c == nil {
 		return w
 	}
-	c, ok := tc.NetConn().(*Conn)
-	if !ok {
-		return w
-	}
-	return &writer{tc: tc, c: c}
+	return &writer{tc: w.(*tls.Conn), c: c}
 }
 
 type writer struct {

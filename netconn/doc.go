@@ -1,0 +1,10 @@
+// Package netconn is the connection under each client and kubelet TLS
+// connection of the gateway. It does two things crypto/tls cannot do from
+// above:
+//
+//   - join a relayed frame's short last TLS record with the next record in
+//     one system call (write.go);
+//   - let the reader of an idle connection wait for bytes with a shallow
+//     stack, outside crypto/tls, so that its goroutine's stack can shrink
+//     (idle.go).
+package netconn
