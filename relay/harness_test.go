@@ -12,6 +12,8 @@ import (
 
 	"github.com/moby/spdystream"
 	"github.com/moby/spdystream/spdy"
+
+	"github.com/pfgateway/pfgateway/netconn"
 )
 
 // harness is a spdystream client → relay → spdystream server ("kubelet")
@@ -69,6 +71,13 @@ func newHarness(t *testing.T, o Options, kb kubeletBehaviour) *harness {
 // (fault injection), when wrap is set.
 func newHarnessWith(t *testing.T, o Options, kb kubeletBehaviour, wrap func(net.Conn) net.Conn) *harness {
 	t.Helper()
+	return newHarnessIdle(t, o, kb, wrap, false)
+}
+
+// newHarnessIdle is newHarnessWith whose relay sides, with idle set, read
+// through netconn.Conn and hand over when idle (Conn.Idle), as the gateway's.
+func newHarnessIdle(t *testing.T, o Options, kb kubeletBehaviour, wrap func(net.Conn) net.Conn, idle bool) *harness {
+	t.Helper()
 	h := &harness{t: t, arrived: make(chan *spdystream.Stream, 64), end: make(chan End, 1)}
 	cc, gwc := tcpPair(t)
 	gwk, kc := tcpPair(t)
@@ -76,10 +85,15 @@ func newHarnessWith(t *testing.T, o Options, kb kubeletBehaviour, wrap func(net.
 		kc = wrap(kc)
 	}
 	o.Record = func(r Record) { h.mu.Lock(); h.records = append(h.records, r); h.mu.Unlock() }
-	go func() {
-		h.end <- Run(Conn{R: gwc, W: gwc, Close: gwc.Close, SetWriteDeadline: gwc.SetWriteDeadline},
-			Conn{R: gwk, W: gwk, Close: gwk.Close, SetWriteDeadline: gwk.SetWriteDeadline}, o)
-	}()
+	side := func(c net.Conn) Conn {
+		conn := Conn{R: c, W: c, Close: c.Close, SetWriteDeadline: c.SetWriteDeadline}
+		if idle {
+			nc := netconn.NewConn(c)
+			conn.R, conn.W, conn.Close, conn.Idle = nc, nc, nc.Close, nc
+		}
+		return conn
+	}
+	go func() { h.end <- Run(side(gwc), side(gwk), o) }()
 	var err error
 	if h.server, err = spdystream.NewConnection(kc, true); err != nil {
 		t.Fatal(err)
