@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -13,7 +14,7 @@ import (
 // readIdle reads r as the relay does: with a short read deadline, and on
 // a timeout waiting in WaitReadable. It returns what it read and how often
 // it waited.
-func readIdle(c *Conn, r io.Reader, want int) ([]byte, int, error) {
+func readIdle(c *Conn, r io.Reader, want int, waited chan<- struct{}) ([]byte, int, error) {
 	var got []byte
 	buf := make([]byte, 20000)
 	waits := 0
@@ -25,6 +26,10 @@ func readIdle(c *Conn, r io.Reader, want int) ([]byte, int, error) {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			waits++
+			select {
+			case waited <- struct{}{}:
+			default:
+			}
 			if err := c.WaitReadable(); err != nil {
 				return got, waits, err
 			}
@@ -52,6 +57,8 @@ func TestIdleReadsThroughTLS(t *testing.T) {
 	for i := range payload {
 		payload[i] = byte(rng.Uint32())
 	}
+	waited := make(chan struct{}, 1)
+	var pauses atomic.Int32
 	go func() {
 		for p := payload; len(p) > 0; {
 			k := min(len(p), 1+rng.IntN(40000))
@@ -60,21 +67,31 @@ func TestIdleReadsThroughTLS(t *testing.T) {
 			}
 			p = p[k:]
 			if rng.IntN(8) == 0 {
-				time.Sleep(time.Millisecond) // let the reader run dry
+				// Let the reader run dry, time out and wait, wherever
+				// the record boundaries fell.
+				select {
+				case <-waited:
+				default:
+				}
+				select {
+				case <-waited:
+					pauses.Add(1)
+				case <-time.After(5 * time.Second):
+				}
 			}
 		}
 	}()
-	got, waits, err := readIdle(c, client, size)
+	got, waits, err := readIdle(c, client, size, waited)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sha256.Sum256(got) != sha256.Sum256(payload) {
 		t.Fatalf("read %d bytes that differ from the %d written", len(got), size)
 	}
-	if waits == 0 {
-		t.Error("the reader never waited: the test did not exercise WaitReadable")
+	if waits == 0 || pauses.Load() == 0 {
+		t.Errorf("the reader waited %d times, %d of them at the writer's pauses: the test did not exercise WaitReadable", waits, pauses.Load())
 	}
-	t.Logf("%d waits", waits)
+	t.Logf("%d waits, %d at the writer's pauses", waits, pauses.Load())
 }
 
 // TestWaitReadableEnds: a reader waiting for an idle connection wakes when
@@ -94,7 +111,7 @@ func TestWaitReadableEnds(t *testing.T) {
 			c := Of(client)
 			done := make(chan error, 1)
 			go func() {
-				_, _, err := readIdle(c, client, 1)
+				_, _, err := readIdle(c, client, 1, nil)
 				done <- err
 			}()
 			time.Sleep(50 * time.Millisecond) // parked in WaitReadable by now, or soon

@@ -153,8 +153,11 @@ func TestWriterSystemCalls(t *testing.T) {
 			}
 			send(t, client, server, w, 1<<20, 1) // past crypto/tls's small first records
 			got := send(t, client, server, w, tc.size, frames)
-			// Other goroutines of the test binary rarely write; allow a few.
-			if want := tc.perWrite * frames; got < want || got > want+5 {
+			// A full socket buffer splits a write in two (a slow reader,
+			// GOMAXPROCS 1, -race), and other goroutines of the test
+			// binary may write: allow a tenth of a call per write, well
+			// under the one call per write a missed join would add.
+			if want := tc.perWrite * frames; got < want || got > want+frames/10 {
 				t.Errorf("%d write system calls for %d writes of %d bytes, want %d", got, frames, tc.size, want)
 			}
 		})
