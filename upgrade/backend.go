@@ -109,6 +109,15 @@ type upgraded struct {
 	headLen int
 }
 
+// body reads what the kubelet sends after its 101: the bytes read with the
+// head first, so that a frame that began there is relayed whole.
+func (up *upgraded) body() io.Reader {
+	if rest := up.raw[up.headLen:]; len(rest) > 0 {
+		return io.MultiReader(bytes.NewReader(rest), up.conn)
+	}
+	return up.conn
+}
+
 // dial sends req to the kubelet and reads its response head, following
 // same-host 302s when configured. apimachinery removed redirect following
 // from its upgrade-aware proxy in v0.24, so this loop is our own.

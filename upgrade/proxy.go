@@ -7,7 +7,6 @@ package upgrade
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -123,12 +122,7 @@ func (p *Proxy) ServeResolved(w http.ResponseWriter, req *http.Request, s *sessi
 		closer = stop
 	}
 	s.Upgraded(closer)
-	// Whatever the kubelet sent after its 101 is read first, so a frame
-	// that began there is relayed whole.
-	var backendR io.Reader = up.conn
-	if rest := up.raw[up.headLen:]; len(rest) > 0 {
-		backendR = io.MultiReader(bytes.NewReader(rest), up.conn)
-	}
+	backendR := up.body()
 	// The session goes on on goroutines of its own and the handler
 	// returns: the HTTP server then lets go of the hijacked connection's
 	// state (its reader and writer, the filter chain's request) and of the
@@ -181,9 +175,7 @@ func (p *Proxy) relay(s *session.Session, client io.ReadWriter, clientConn io.Cl
 	if d, ok := clientConn.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		clientSide.SetWriteDeadline = d.SetWriteDeadline
 	}
-	relay.Start(clientSide, relay.Conn{
-		R: backendR, W: countingWriter{netconn.Writer(backend), s.AddUp}, Own: backend, Close: backend.Close, SetWriteDeadline: backend.SetWriteDeadline, Node: node, Idle: idleOf(backend),
-	}, relay.Options{
+	relay.Start(clientSide, kubeletSide(s, backend, backendR, node), relay.Options{
 		Reconnect:           rc,
 		EarlyReply:          p.Streams.EarlyReply,
 		CreationTimeout:     p.Streams.CreationTimeout,
@@ -285,6 +277,13 @@ func clientReader(conn net.Conn, br *bufio.Reader) io.Reader {
 		return io.MultiReader(io.LimitReader(br, int64(n)), conn)
 	}
 	return conn
+}
+
+// kubeletSide is the relay's side for a kubelet connection read through r
+// (upgraded.body), for the first one and for replacements alike.
+func kubeletSide(s *session.Session, conn net.Conn, r io.Reader, node string) relay.Conn {
+	return relay.Conn{R: r, W: countingWriter{netconn.Writer(conn), s.AddUp}, Own: conn, Close: conn.Close,
+		SetWriteDeadline: conn.SetWriteDeadline, Node: node, Idle: idleOf(conn)}
 }
 
 // idleOf is the socket under a TLS connection for the relay's idle reads

@@ -1,11 +1,9 @@
 package upgrade
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/pfgateway/pfgateway/metrics"
-	"github.com/pfgateway/pfgateway/netconn"
 	"github.com/pfgateway/pfgateway/relay"
 	"github.com/pfgateway/pfgateway/session"
 )
@@ -113,12 +110,6 @@ func (p *Proxy) redialer(s *session.Session, req *http.Request, re Reresolve, pr
 		p.Metrics.Reconnect(s.Cluster, metrics.ReconnectSuccess)
 		s.SetNode(node)
 		klog.V(2).InfoS("Reconnected to the kubelet", "sessionID", s.ID, "node", node)
-		conn := up.conn
-		var r io.Reader = conn
-		if rest := up.raw[up.headLen:]; len(rest) > 0 {
-			r = io.MultiReader(bytes.NewReader(rest), conn)
-		}
-		return relay.Conn{R: r, W: countingWriter{netconn.Writer(conn), s.AddUp}, Own: conn, Close: conn.Close,
-			SetWriteDeadline: conn.SetWriteDeadline, Node: node, Idle: idleOf(conn)}, nil
+		return kubeletSide(s, up.conn, up.body(), node), nil
 	}
 }
