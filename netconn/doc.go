@@ -4,7 +4,6 @@
 //
 //   - join a relayed frame's short last TLS record with the next record in
 //     one system call (write.go);
-//   - let the reader of an idle connection wait for bytes with a shallow
-//     stack, outside crypto/tls, so that its goroutine's stack can shrink
-//     (idle.go).
+//   - let the reader of an idle connection wait for bytes outside
+//     crypto/tls, on a goroutine with a small stack (idle.go).
 package netconn

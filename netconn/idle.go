@@ -1,15 +1,15 @@
 package netconn
 
-// Idle reads: a reader waits for bytes with a shallow stack.
+// Idle reads: a reader waits for bytes with a small stack.
 //
 // A goroutine blocked in a read through crypto/tls and the relay above it
 // keeps a stack of 8 KiB: the runtime halves a stack at a GC only when less
 // than a quarter of it is in use, and that read uses more. An idle session
 // has two such readers. The relay therefore reads an empty connection with
 // a read deadline; when it passes, crypto/tls returns the timeout and keeps
-// what it has buffered (a timeout is not fatal to a tls.Conn), the reader
-// unwinds to the top of its goroutine and waits there, in WaitReadable,
-// whose stack is shallow enough to be halved to 4 KiB.
+// what it has buffered (a timeout is not fatal to a tls.Conn), and the
+// reader hands over to a fresh goroutine that waits in WaitReadable, with
+// the runtime's small starting stack, and then reads on (relay.read).
 //
 // Waiting for the socket is correct because crypto/tls reads its
 // connection only when it lacks bytes of the record it is assembling: when

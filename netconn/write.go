@@ -26,9 +26,12 @@ import (
 	"syscall"
 )
 
-// MaxHeld is the longest write Conn keeps back: a record of up to 1 KiB
-// of plaintext with its TLS header and tag.
-const MaxHeld = 1024 + 64
+// maxHeldPlain is the longest remainder Writer sends as a held record.
+const maxHeldPlain = 1024
+
+// MaxHeld is the longest write Conn keeps back: a record of up to
+// maxHeldPlain bytes of plaintext with its TLS header, nonce and tag.
+const MaxHeld = maxHeldPlain + 64
 
 // maxRecord is the most plaintext crypto/tls puts in one record once a
 // connection has warmed up (its dynamic record sizing starts smaller).
@@ -153,7 +156,7 @@ type writer struct {
 
 func (w *writer) Write(p []byte) (int, error) {
 	head := len(p) % maxRecord
-	if len(p) <= maxRecord || head == 0 || head > MaxHeld-64 {
+	if len(p) <= maxRecord || head == 0 || head > maxHeldPlain {
 		return w.tc.Write(p)
 	}
 	w.c.Hold()

@@ -115,8 +115,8 @@ type Conn struct {
 	// Node names a kubelet side's node in the messages to the client.
 	Node string
 	// Idle, if set, is the socket under R (netconn.Conn): once the side
-	// has been quiet for IdleAfter, its reader waits at the top of its
-	// goroutine, where its stack can shrink, instead of inside the read.
+	// has been quiet for IdleAfter, its reader hands over to a fresh
+	// goroutine with a small stack that waits for the socket (read).
 	// Only for an R that survives a read timeout (crypto/tls, not
 	// gorilla's WebSocket reader).
 	Idle Idle
@@ -356,7 +356,8 @@ func (r *relay) serveKubelet(k *side) {
 			ended = true
 		}
 	}()
-	ended, err := r.read(k, r.client, false, func() { r.serveKubelet(k) })
+	var err error
+	ended, err = r.read(k, r.client, false, func() { r.serveKubelet(k) })
 	if !ended {
 		return // a fresh goroutine reads on
 	}
