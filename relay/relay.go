@@ -117,8 +117,8 @@ type Conn struct {
 	// Idle, if set, is the socket under R (netconn.Conn): once the side
 	// has been quiet for IdleAfter, its reader hands over to a fresh
 	// goroutine with a small stack that waits for the socket (read).
-	// Only for an R that survives a read timeout (crypto/tls, not
-	// gorilla's WebSocket reader).
+	// Only for an R that survives a read timeout (crypto/tls, the
+	// tunnel's own WebSocket reader; not gorilla's).
 	Idle Idle
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -253,6 +254,88 @@ func FuzzTunnelRaw(f *testing.F) {
 		}
 		if len(got) > len(raw) {
 			t.Fatalf("read %d bytes from %d sent", len(got), len(raw))
+		}
+	})
+}
+
+// gorillaReadAll is the tunnel's reader before wsReader, gorilla's
+// NextReader, as the reference FuzzWSReader compares wsReader with.
+func gorillaReadAll(ws *gwebsocket.Conn) ([]byte, error) {
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		mt, r, err := ws.NextReader()
+		if err != nil {
+			if gwebsocket.IsCloseError(err, gwebsocket.CloseNormalClosure, gwebsocket.CloseGoingAway, gwebsocket.CloseNoStatusReceived) {
+				return got, io.EOF
+			}
+			if err == io.EOF {
+				// gorilla's skip of a message cut short by the
+				// connection's end: no close frame came.
+				return got, io.ErrUnexpectedEOF
+			}
+			return got, err
+		}
+		for mt == gwebsocket.BinaryMessage {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return got, err
+			}
+		}
+	}
+}
+
+// FuzzWSReader reads arbitrary client bytes with wsReader, in read sizes
+// and chunks the input chooses and with a timeout before every chunk, and
+// with gorilla. Both must read the same payload bytes and agree on how the
+// tunnel ended: io.EOF after a normal close, an error otherwise.
+//
+// Input: a read size, a chunk size, then the client's bytes.
+func FuzzWSReader(f *testing.F) {
+	for _, seed := range [][]byte{
+		maskedFrame(true, gwebsocket.BinaryMessage, []byte("hello")),
+		bytes.Join([][]byte{maskedFrame(false, gwebsocket.BinaryMessage, []byte("frag")), maskedFrame(true, gwebsocket.PingMessage, []byte("p")),
+			maskedFrame(true, 0, []byte("mented")), maskedFrame(true, gwebsocket.TextMessage, []byte("skip")),
+			maskedFrame(true, gwebsocket.CloseMessage, []byte{0x03, 0xe8})}, nil),
+		maskedFrame(true, gwebsocket.BinaryMessage, bytes.Repeat([]byte{7}, 70000))[:300],
+		append(maskedFrame(true, gwebsocket.BinaryMessage, bytes.Repeat([]byte{7}, 300)), maskedFrame(true, gwebsocket.CloseMessage, []byte{0x03, 0xf3, 'x'})...),
+		{0x82, 0x05, 'h', 'e', 'l', 'l', 'o'},
+	} {
+		f.Add(byte(7), byte(3), seed)
+	}
+	f.Fuzz(func(t *testing.T, readSize, chunkSize byte, raw []byte) {
+		if len(raw) > fuzzTunnelMax {
+			return
+		}
+		want, wantErr := gorillaReadAll(gorillaOver(t, bytes.NewReader(raw)))
+		var log ctlLog
+		r := newWSReader(&chunks{raw: raw, sizes: []int{1 + int(chunkSize)}, timeouts: true}, &log)
+		var got []byte
+		buf := make([]byte, 1+int(readSize)*int(readSize))
+		var err error
+		for reads := 0; ; reads++ {
+			if reads > 4*len(raw)+4 {
+				t.Fatalf("no end after %d reads", reads)
+			}
+			var n int
+			n, err = r.Read(buf)
+			got = append(got, buf[:n]...)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("wsReader read %d bytes, gorilla %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+		}
+		if (err == io.EOF) != (wantErr == io.EOF) {
+			t.Fatalf("wsReader ended with %v, gorilla with %v", err, wantErr)
 		}
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	gwebsocket "github.com/gorilla/websocket"
+
+	"github.com/pfgateway/pfgateway/netconn"
 )
 
 // Liveness configures the pings that find a dead peer of an upgraded
@@ -29,18 +31,17 @@ var ErrWebSocketPingTimeout = errors.New("the WebSocket client answered no ping"
 // newWSConn wraps an upgraded tunnel and starts its pings; the caller must
 // not have started reading (read deadlines belong to the reader).
 func newWSConn(ws *gwebsocket.Conn, interval, timeout time.Duration) *wsConn {
-	c := &wsConn{ws: ws, done: make(chan struct{})}
+	c := &wsConn{ws: ws, raw: ws.NetConn(), done: make(chan struct{})}
+	c.rd = newWSReader((*rawReader)(c), c)
+	if nc := netconn.Of(c.raw); nc != nil && nc.CanIdle() {
+		c.idle = nc
+	}
 	if interval <= 0 {
 		return c
 	}
 	c.quiet = interval + timeout
 	c.extendEvery = timeout / 4
 	c.heard()
-	// gorilla calls both handlers from the reading goroutine, inside
-	// NextReader or Read, which is where gorilla allows SetReadDeadline.
-	ws.SetPongHandler(func(string) error { c.heard(); return nil })
-	answer := ws.PingHandler() // the default: pong back, as the peer expects
-	ws.SetPingHandler(func(data string) error { c.heard(); return answer(data) })
 	c.pingEvery = interval
 	// Armed only once c.pinger is set: ping uses it.
 	c.pinger = time.AfterFunc(time.Hour, c.ping)
@@ -48,9 +49,9 @@ func newWSConn(ws *gwebsocket.Conn, interval, timeout time.Duration) *wsConn {
 	return c
 }
 
-// heard pushes the read deadline out after a frame from the client. It runs
-// on the reading goroutine only; extendEvery spares a deadline update for
-// every message of a busy tunnel.
+// heard pushes the liveness deadline out when bytes come from the client
+// (a pong or any frame). It runs on the reading goroutine only;
+// extendEvery spares a deadline update for every read of a busy tunnel.
 func (c *wsConn) heard() {
 	if c.quiet == 0 {
 		return
@@ -60,8 +61,28 @@ func (c *wsConn) heard() {
 		return
 	}
 	c.extended = now
-	_ = c.ws.SetReadDeadline(now.Add(c.quiet))
+	_ = c.applyDeadline()
 }
+
+// applyDeadline sets raw's read deadline to the earlier of the relay's
+// (idle reads) and the liveness one.
+func (c *wsConn) applyDeadline() error {
+	t := c.idleAt
+	if c.quiet > 0 {
+		if live := c.extended.Add(c.quiet); t.IsZero() || live.Before(t) {
+			t = live
+		}
+	}
+	if t.Equal(c.applied) {
+		return nil
+	}
+	c.applied = t
+	return c.raw.SetReadDeadline(t)
+}
+
+// WaitReadable waits for the client's next bytes outside a read
+// (relay.Idle), until the liveness deadline at the latest.
+func (c *wsConn) WaitReadable() error { return c.idle.WaitReadable() }
 
 // ping sends a ping, and again every interval until the tunnel closes: a
 // timer, not a goroutine, so an idle tunnel holds no stack for it.
@@ -81,10 +102,11 @@ func (c *wsConn) ping() {
 	c.pinger.Reset(c.pingEvery) // after a Close, the next tick sees done and stops
 }
 
-// readErr names a read that timed out for lack of pongs.
+// readErr names a read that timed out for lack of pongs; another timeout
+// is the relay's, and the read can be retried.
 func (c *wsConn) readErr(err error) error {
 	var ne net.Error
-	if c.quiet > 0 && errors.As(err, &ne) && ne.Timeout() {
+	if c.quiet > 0 && errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(c.extended.Add(c.quiet)) {
 		return fmt.Errorf("%w: nothing received for %v", ErrWebSocketPingTimeout, c.quiet)
 	}
 	return err

@@ -286,10 +286,15 @@ func kubeletSide(s *session.Session, conn net.Conn, r io.Reader, node string) re
 		SetWriteDeadline: conn.SetWriteDeadline, Node: node, Idle: idleOf(conn)}
 }
 
-// idleOf is the socket under a TLS connection for the relay's idle reads
-// (relay.Conn.Idle), or nil: the tunnel's client side reads through
-// gorilla, which keeps any read error for good.
+// idleOf is what the relay's idle reads wait on (relay.Conn.Idle): the
+// socket under a TLS connection, or a tunnel over one; nil if none.
 func idleOf(c any) relay.Idle {
+	if wc, ok := c.(*wsConn); ok {
+		if wc.idle == nil {
+			return nil
+		}
+		return wc
+	}
 	if nc := netconn.Of(c); nc != nil && nc.CanIdle() {
 		return nc
 	}

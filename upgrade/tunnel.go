@@ -1,14 +1,14 @@
 package upgrade
 
 import (
-	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	gwebsocket "github.com/gorilla/websocket"
+
+	"github.com/pfgateway/pfgateway/netconn"
 )
 
 // The WebSocket tunnel is written here rather than taken from
@@ -53,15 +53,20 @@ func newUpgrader(protocol string) *gwebsocket.Upgrader {
 }
 
 // wsConn carries a byte stream in binary WebSocket messages, like client-go's
-// TunnelingConnection, which is what the client runs on the other end.
+// TunnelingConnection, which is what the client runs on the other end. It
+// reads with wsReader and writes with gorilla.
 type wsConn struct {
-	ws *gwebsocket.Conn
-	r  io.Reader // the message being read, if any
+	ws   *gwebsocket.Conn
+	raw  net.Conn // under ws: what rd reads
+	rd   *wsReader
+	idle *netconn.Conn // the socket under raw, for the relay's idle reads; nil if none
 
-	// Read deadline state (newWSConn), used by the reading goroutine only.
+	// Read deadlines (liveness.go), used by the reading goroutine only.
 	quiet       time.Duration // interval+timeout; 0: no pings
 	extendEvery time.Duration
-	extended    time.Time
+	extended    time.Time // when the client was last heard, to extendEvery
+	idleAt      time.Time // the deadline the relay asked for (SetReadDeadline)
+	applied     time.Time // the deadline on raw
 
 	pinger    *time.Timer // sends the pings (newWSConn); nil without them
 	pingEvery time.Duration
@@ -71,42 +76,45 @@ type wsConn struct {
 
 var _ net.Conn = (*wsConn)(nil)
 
-// Read returns bytes of one or more frames of the current message. client-go
-// writes each SPDY frame as one message split into 4 KiB WebSocket frames;
-// reading on to the end of the message (the sender is writing it now, so
-// this does not wait on the peer's next write) gives the kubelet one TLS
-// record per message instead of one per 4 KiB frame.
+// Read returns bytes of one or more messages: it reads on to the end of the
+// current message (client-go writes each SPDY frame as one message split
+// into 4 KiB WebSocket frames, and is writing it now) so the kubelet gets
+// one TLS record per message instead of one per 4 KiB frame. A read that
+// times out can be retried: nothing read is lost.
 func (c *wsConn) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if c.r == nil {
-			if n > 0 {
-				return n, nil
-			}
-			mt, r, err := c.ws.NextReader()
-			if err != nil {
-				if gwebsocket.IsCloseError(err, gwebsocket.CloseNormalClosure, gwebsocket.CloseGoingAway, gwebsocket.CloseNoStatusReceived) {
-					return 0, io.EOF
-				}
-				return 0, c.readErr(err)
-			}
-			c.heard()
-			if mt != gwebsocket.BinaryMessage {
-				continue // the tunnel is binary only; client-go sends nothing else
-			}
-			c.r = r
-		}
-		m, err := c.r.Read(p[n:])
-		n += m
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			continue
-		}
-		if err != nil {
-			return n, c.readErr(err)
-		}
+	n, err := c.rd.Read(p)
+	if err != nil {
+		err = c.readErr(err)
 	}
-	return n, nil
+	return n, err
+}
+
+// rawReader is what rd reads: raw, noting that the client was heard.
+type rawReader wsConn
+
+func (r *rawReader) Read(p []byte) (int, error) {
+	n, err := r.raw.Read(p)
+	if n > 0 {
+		(*wsConn)(r).heard()
+	}
+	return n, err
+}
+
+// wsControl, on the reading goroutine. The answers are best effort, with
+// gorilla's own bound, as its default handlers do.
+func (c *wsConn) onPing(payload []byte) {
+	_ = c.ws.WriteControl(gwebsocket.PongMessage, payload, time.Now().Add(closeGrace))
+}
+
+func (c *wsConn) onPong() {} // heard already, as every byte is
+
+func (c *wsConn) onClose(code int) {
+	_ = c.ws.WriteControl(gwebsocket.CloseMessage, gwebsocket.FormatCloseMessage(code, ""), time.Now().Add(closeGrace))
+}
+
+func (c *wsConn) onProtocolError(reason string) {
+	data := gwebsocket.FormatCloseMessage(gwebsocket.CloseProtocolError, reason)
+	_ = c.ws.WriteControl(gwebsocket.CloseMessage, data[:min(len(data), maxControlPayload)], time.Now().Add(closeGrace))
 }
 
 func (c *wsConn) Write(p []byte) (int, error) {
@@ -132,8 +140,10 @@ func (c *wsConn) Close() error {
 	return err
 }
 
-func (c *wsConn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
-func (c *wsConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
-func (c *wsConn) SetDeadline(t time.Time) error      { return c.ws.NetConn().SetDeadline(t) }
-func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) LocalAddr() net.Addr           { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr          { return c.ws.RemoteAddr() }
+func (c *wsConn) SetDeadline(t time.Time) error { return c.ws.NetConn().SetDeadline(t) }
+
+// SetReadDeadline bounds reads; the liveness deadline, if earlier, still holds.
+func (c *wsConn) SetReadDeadline(t time.Time) error  { c.idleAt = t; return c.applyDeadline() }
 func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }

@@ -9,9 +9,9 @@ import (
 
 // TestIdleReadersWaitShallow: once a session is idle its readers have
 // handed over to fresh goroutines waiting in netconn's WaitReadable, with
-// small stacks: both readers over SPDY, the kubelet side's over the
-// WebSocket tunnel (its client side reads through gorilla). Bytes flow
-// intact again after every wait, and the waits end with the session.
+// small stacks: both readers, over SPDY and over the WebSocket tunnel
+// (whose client side wsReader reads). Bytes flow intact again after every
+// wait, and the waits end with the session.
 func TestIdleReadersWaitShallow(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct {
@@ -20,7 +20,7 @@ func TestIdleReadersWaitShallow(t *testing.T) {
 		want int
 	}{
 		{"spdy", dialSPDY, 2},
-		{"tunnel", dialTunnel, 1},
+		{"tunnel", dialTunnel, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startForward(t, dialer(t, tc.kind, e.cfg, e.pfURL("", "hash")), hashPort)
