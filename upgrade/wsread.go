@@ -23,10 +23,10 @@ import (
 //     as the relay's other readers do (relay.Conn.Idle); wsReader survives
 //     a timeout anywhere, keeping what it has read of a frame;
 //   - gorilla reads each frame's header through a buffer of its own, then
-//     the payload, then unmasks it: two reads per 4 KiB frame of
-//     client-go's. wsReader reads whatever the TLS connection has (a
-//     record: four such frames) straight into the relay's buffer and drops
-//     the headers while it unmasks, in one pass.
+//     the payload, then unmasks it, and allocates per message: two reads
+//     per 4 KiB frame of client-go's (one TLS record each). wsReader reads
+//     whatever the TLS connection has decrypted straight into the relay's
+//     buffer and drops the headers while it unmasks, in one pass.
 type wsReader struct {
 	rd  io.Reader
 	ctl wsControl
@@ -245,8 +245,9 @@ func (r *wsReader) closeFrame(payload []byte) {
 	r.ctl.onClose(code)
 	switch code {
 	case gwebsocket.CloseNormalClosure, gwebsocket.CloseGoingAway, gwebsocket.CloseNoStatusReceived:
-		if r.open {
-			// The message it cuts short is lost: not a clean end.
+		if r.open && !r.openText {
+			// The message it cuts short is lost: not a clean end (a
+			// text message is dropped anyway).
 			r.err = &gwebsocket.CloseError{Code: code, Text: text}
 			return
 		}

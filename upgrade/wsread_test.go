@@ -106,6 +106,7 @@ func TestWSReader(t *testing.T) {
 		{"close going away", ctl(gwebsocket.CloseMessage, []byte{0x03, 0xe9, 'b', 'y', 'e'}), "", "", []string{"close 1001"}},
 		{"close with an error", cat(bin(true, "a"), ctl(gwebsocket.CloseMessage, []byte{0x03, 0xf3, 'o', 'o', 'p', 's'})), "a", "websocket: close 1011 (internal server error): oops", []string{"close 1011"}},
 		{"close inside a message", cat(bin(false, "cut"), closeNormal), "cut", "websocket: close 1000 (normal)", []string{"close 1000"}},
+		{"close inside a text message", cat(keyedFrame(0x01, []byte("dropped"), k), closeNormal), "", "", []string{"close 1000"}},
 		{"bytes after the close are not read", cat(closeNormal, bin(true, "late")), "", "", []string{"close 1000"}},
 		{"unmasked", cat(bin(true, "ok"), unmasked), "ok", "websocket: bad MASK", []string{"protocol error: bad MASK"}},
 		{"RSV bits", keyedFrame(0xc2, []byte("x"), k), "", "websocket: RSV bits set", []string{"protocol error: RSV bits set"}},

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 )
 
 // idleResult is what N idle sessions cost one gateway.
@@ -27,7 +29,8 @@ func (r idleResult) per(f func(point) int64) float64 {
 
 // measureIdle opens n sessions of proto on gw, runs one small clean
 // connection on each (so the per-session state a real session reaches,
-// header decoders included, exists), leaves them idle and reads the gateway
+// header decoders included, exists) and, with -idle-payload, one more
+// that moves that many bytes each way, leaves them idle and reads the gateway
 // before and after: RSS, heap in use, goroutines and descriptors per
 // session. Then it closes them and waits for the gateway to settle.
 func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, error) {
@@ -64,6 +67,12 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 				if res := s.run(faultNone, rng, 4<<10, r.c.connTimeout, nil); res.class != classOK {
 					errs <- fmt.Errorf("session %d: %v", i, res.err)
 					return
+				}
+				if r.c.idlePayload > 0 {
+					if err := s.burst(r.c.idlePayload, rng.Uint64(), r.c.connTimeout); err != nil {
+						errs <- fmt.Errorf("session %d: a burst of %d bytes: %w", i, r.c.idlePayload, err)
+						return
+					}
 				}
 			}
 		}()
@@ -125,4 +134,30 @@ func idleReport(w io.Writer, results []idleResult) {
 		}
 	}
 	p("")
+}
+
+// burst moves n bytes each way through one more connection to the hash
+// pod, checked by it, as a session busy before it went idle: each TLS
+// connection then keeps a read buffer the size of a full record.
+func (s *session) burst(n int, seed uint64, timeout time.Duration) error {
+	errS, msg, dataS, err := s.streams(hashPort)
+	if err != nil {
+		if errS != nil {
+			_ = errS.Reset()
+			s.conn.RemoveStreams(errS)
+		}
+		return err
+	}
+	defer s.conn.RemoveStreams(errS, dataS)
+	if _, err := hashpod.Exchange(streamConn{dataS}, int64(n), int64(n), seed); err != nil {
+		return err
+	}
+	_ = dataS.Close()
+	if err := expectEOF(dataS); err != nil {
+		return err
+	}
+	if m := waitMessage(msg, timeout); m != "" {
+		return fmt.Errorf("error stream: %s", m)
+	}
+	return nil
 }

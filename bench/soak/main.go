@@ -45,6 +45,7 @@ type config struct {
 	settle          time.Duration
 	idleSessions    int
 	idleQuiet       time.Duration
+	idlePayload     int
 	backendInterval time.Duration
 	faultWindow     time.Duration
 	faultGrace      time.Duration
@@ -86,6 +87,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&gwArgs, "gateway-args", "", "extra flags for every gateway child, space-separated (e.g. \"--max-sessions=100\")")
 	flag.DurationVar(&c.settle, "settle", 30*time.Second, "after the last session, how long a gateway may take to return to its goroutine and fd baseline")
 	flag.IntVar(&c.idleSessions, "idle-sessions", 0, "first measure what this many idle sessions cost a fresh gateway child, per -splice and -protocols (RSS, heap, goroutines, fds per session); with -n 0 only that")
+	flag.IntVar(&c.idlePayload, "idle-payload", 0, "with -idle-sessions, bytes each idle session first moves each way through one more connection (0: none), as a session busy before it went idle")
 	flag.DurationVar(&c.idleQuiet, "idle-quiet", 3*time.Second, "with -idle-sessions, how long the sessions sit idle before the gateway is read (the Go runtime forces a GC every 2 minutes: over 2m the figure is a steady state's, without the garbage of the sessions' set-up)")
 	flag.Parse()
 	if c.plot != "" && c.samples == "" {
@@ -113,6 +115,8 @@ func parseFlags() (*config, error) {
 		return nil, fmt.Errorf("-backend-fault-interval, -fault-window and -fault-grace must be positive, -fault-grace at most -fault-window")
 	case c.maxPayload < 2 || c.maxPayload > 64<<20:
 		return nil, fmt.Errorf("-max-payload must be between 2 and 64 MiB")
+	case c.idlePayload < 0 || c.idlePayload > 64<<20:
+		return nil, fmt.Errorf("-idle-payload must be between 0 and 64 MiB")
 	case len(c.protocols) == 0 || len(c.splice) == 0:
 		return nil, fmt.Errorf("-protocols and -splice must name at least one")
 	}

@@ -114,7 +114,7 @@ func setUp(c *config) (gws []*gateway, spawn func(splice string) (*gateway, erro
 		return nil, nil, nil, cleanup, fmt.Errorf("dev cluster: %w", err)
 	}
 	undo = append(undo, cl.Close)
-	hash, err := hashpod.Start(hashpod.Options{MaxBytes: uint64(c.maxPayload)})
+	hash, err := hashpod.Start(hashpod.Options{MaxBytes: uint64(max(c.maxPayload, c.idlePayload))})
 	if err != nil {
 		return nil, nil, nil, cleanup, err
 	}
