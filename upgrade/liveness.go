@@ -33,9 +33,7 @@ var ErrWebSocketPingTimeout = errors.New("the WebSocket client answered no ping"
 func newWSConn(ws *gwebsocket.Conn, interval, timeout time.Duration) *wsConn {
 	c := &wsConn{ws: ws, raw: ws.NetConn(), done: make(chan struct{})}
 	c.rd = newWSReader((*rawReader)(c), c)
-	if nc := netconn.Of(c.raw); nc != nil && nc.CanIdle() {
-		c.idle = nc
-	}
+	c.idle = netconn.IdleOf(c.raw)
 	if interval <= 0 {
 		return c
 	}
@@ -81,7 +79,8 @@ func (c *wsConn) applyDeadline() error {
 }
 
 // WaitReadable waits for the client's next bytes outside a read
-// (relay.Idle), until the liveness deadline at the latest.
+// (relay.Idle), until the liveness deadline at the latest, having given
+// crypto/tls's idle buffers back.
 func (c *wsConn) WaitReadable() error { return c.idle.WaitReadable() }
 
 // ping sends a ping, and again every interval until the tunnel closes: a

@@ -286,8 +286,8 @@ func kubeletSide(s *session.Session, conn net.Conn, r io.Reader, node string) re
 		SetWriteDeadline: conn.SetWriteDeadline, Node: node, Idle: idleOf(conn)}
 }
 
-// idleOf is what the relay's idle reads wait on (relay.Conn.Idle): the
-// socket under a TLS connection, or a tunnel over one; nil if none.
+// idleOf is what the relay's idle reads wait on (relay.Conn.Idle): a TLS
+// connection over a socket, or a tunnel over one; nil if none.
 func idleOf(c any) relay.Idle {
 	if wc, ok := c.(*wsConn); ok {
 		if wc.idle == nil {
@@ -295,8 +295,8 @@ func idleOf(c any) relay.Idle {
 		}
 		return wc
 	}
-	if nc := netconn.Of(c); nc != nil && nc.CanIdle() {
-		return nc
+	if t := netconn.IdleOf(c); t != nil {
+		return t
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ type wsConn struct {
 	ws   *gwebsocket.Conn
 	raw  net.Conn // under ws: what rd reads
 	rd   *wsReader
-	idle *netconn.Conn // the socket under raw, for the relay's idle reads; nil if none
+	idle *netconn.TLS // raw, for the relay's idle reads; nil if it cannot wait
 
 	// Read deadlines (liveness.go), used by the reading goroutine only.
 	quiet       time.Duration // interval+timeout; 0: no pings
