@@ -2,8 +2,11 @@ package upgrade
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -112,4 +115,74 @@ func TestLivenessWebSocketSilentClientEndsTheTunnel(t *testing.T) {
 		t.Fatalf("a client that answered no ping kept its tunnel past %v", bound)
 	}
 	waitPingerGone(t)
+}
+
+// TestTunnelReadsAcrossTimeouts: a read that times out on the relay's
+// deadline (idle reads) loses nothing, even inside a frame, and is not a
+// liveness failure; once the client has been silent past the liveness
+// allowance, a read fails with ErrWebSocketPingTimeout, whatever deadline
+// the relay asked for.
+func TestTunnelReadsAcrossTimeouts(t *testing.T) {
+	conns := make(chan *wsConn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if ws, err := newUpgrader("test").Upgrade(w, req, nil); err == nil {
+			conns <- newWSConn(ws, testWSPingInterval, testWSPingTimeout)
+		}
+	}))
+	defer srv.Close()
+	client, resp, err := gwebsocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	defer client.Close()
+	c := <-conns
+	defer c.Close()
+	raw := client.NetConn()
+	go func() { _, _ = io.Copy(io.Discard, raw) }() // the gateway's pings
+
+	buf := make([]byte, 1024)
+	var got []byte
+	timesOut := func(step string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...) // bytes of the frame at hand come with the timeout
+		if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrWebSocketPingTimeout) {
+			t.Fatalf("%s: Read = %d, %v; want the relay's timeout", step, n, err)
+		}
+	}
+	timesOut("nothing sent")
+	const payload = "split across two timeouts"
+	frame := keyedFrame(0x82, []byte(payload), [4]byte{5, 6, 7, 8})
+	for _, part := range [][2]int{{0, 1}, {1, 9}} { // inside the header, then the payload
+		if _, err := raw.Write(frame[part[0]:part[1]]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		timesOut(fmt.Sprintf("after %d bytes of the frame", part[1]))
+	}
+	if _, err := raw.Write(frame[9:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	for len(got) < len(payload) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("the frame's rest sent: %v", err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != payload {
+		t.Fatalf("read %q, want %q", got, payload)
+	}
+
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute)) // later than the liveness allowance
+	if _, err := c.Read(buf); !errors.Is(err, ErrWebSocketPingTimeout) {
+		t.Fatalf("a silent client: Read error %v, want %v", err, ErrWebSocketPingTimeout)
+	}
+	if d := time.Since(start); d > testWSPingInterval+testWSPingTimeout+3*time.Second {
+		t.Fatalf("a silent client was given %v", d)
+	}
 }
