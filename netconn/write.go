@@ -49,7 +49,7 @@ type Conn struct {
 	mu      sync.Mutex
 	holding bool
 	pending []byte
-	buf     [MaxHeld]byte
+	buf     *[MaxHeld]byte // from heldBufs between Hold and Release: an idle connection holds none
 	arr     [2][]byte
 	bufs    net.Buffers // a field, so that writev's argument does not escape per call
 
@@ -80,6 +80,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	if len(c.pending) == 0 {
 		if c.holding && len(p) <= MaxHeld {
+			if c.buf == nil {
+				c.buf = heldBufs.Get().(*[MaxHeld]byte)
+			}
 			c.pending = append(c.buf[:0], p...)
 			return len(p), nil
 		}
@@ -113,17 +116,23 @@ func (c *Conn) Release() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.holding = false
-	if len(c.pending) == 0 {
-		return nil
+	var err error
+	if p := c.pending; len(p) > 0 {
+		c.pending = nil
+		var n int
+		n, err = c.Conn.Write(p)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
 	}
-	p := c.pending
-	c.pending = nil
-	n, err := c.Conn.Write(p)
-	if err == nil && n < len(p) {
-		err = io.ErrShortWrite
+	if c.buf != nil {
+		heldBufs.Put(c.buf)
+		c.buf = nil
 	}
 	return err
 }
+
+var heldBufs = sync.Pool{New: func() any { return new([MaxHeld]byte) }}
 
 // Listener wraps every accepted connection in a Conn.
 type Listener struct{ net.Listener }
