@@ -313,7 +313,7 @@ func FuzzWSReader(f *testing.F) {
 		}
 		want, wantErr := gorillaReadAll(gorillaOver(t, bytes.NewReader(raw)))
 		var log ctlLog
-		r := newWSReader(&chunks{raw: raw, sizes: []int{1 + int(chunkSize)}, timeouts: true}, &log)
+		r := newWSReader(&chunkReader{data: raw, chunks: []int{1 + int(chunkSize)}, timeouts: true}, &log)
 		var got []byte
 		buf := make([]byte, 1+int(readSize)*int(readSize))
 		var err error

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"testing"
 )
 
@@ -20,17 +21,25 @@ func frame(id uint32, n int, fill byte) []byte {
 	return b
 }
 
-// chunkReader returns its data in the given chunk sizes, cycling.
+// chunkReader returns its data in the given chunk sizes, cycling, then
+// io.EOF; with timeouts, a read before each chunk times out.
 type chunkReader struct {
-	data   []byte
-	chunks []int
-	i      int
+	data     []byte
+	chunks   []int
+	i        int
+	timeouts bool
+	timedOut bool
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
 	if len(r.data) == 0 {
 		return 0, io.EOF
 	}
+	if r.timeouts && !r.timedOut {
+		r.timedOut = true
+		return 0, os.ErrDeadlineExceeded
+	}
+	r.timedOut = false
 	n := r.chunks[r.i%len(r.chunks)]
 	r.i++
 	n = min(n, len(p), len(r.data))

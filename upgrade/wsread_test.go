@@ -40,32 +40,6 @@ func (l *ctlLog) onProtocolError(why string) { *l = append(*l, "protocol error: 
 func (l *ctlLog) String() string             { return strings.Join(*l, "; ") }
 func (l *ctlLog) equal(want []string) bool   { return strings.Join(want, "; ") == l.String() }
 
-// chunks hands out raw in the given sizes, a timeout before each chunk
-// when timeouts is set, then io.EOF.
-type chunks struct {
-	raw      []byte
-	sizes    []int
-	i        int
-	timeouts bool
-	timedOut bool
-}
-
-func (c *chunks) Read(p []byte) (int, error) {
-	if len(c.raw) == 0 {
-		return 0, io.EOF
-	}
-	if c.timeouts && !c.timedOut {
-		c.timedOut = true
-		return 0, os.ErrDeadlineExceeded
-	}
-	c.timedOut = false
-	n := min(len(p), len(c.raw), c.sizes[c.i%len(c.sizes)])
-	c.i++
-	copy(p, c.raw[:n])
-	c.raw = c.raw[n:]
-	return n, nil
-}
-
 func TestWSReader(t *testing.T) {
 	k := [4]byte{0x12, 0x34, 0x56, 0x78}
 	bin := func(fin bool, p string) []byte {
@@ -128,7 +102,7 @@ func TestWSReader(t *testing.T) {
 				for _, pLen := range []int{1, 5, 512, 1 << 17} {
 					name := fmt.Sprintf("%s/chunks%v/timeouts=%v/p=%d", tc.name, sizes, timeouts, pLen)
 					var log ctlLog
-					r := newWSReader(&chunks{raw: tc.raw, sizes: sizes, timeouts: timeouts}, &log)
+					r := newWSReader(&chunkReader{data: tc.raw, chunks: sizes, timeouts: timeouts}, &log)
 					var got []byte
 					var err error
 					buf := make([]byte, pLen)
@@ -203,7 +177,7 @@ func TestWSReaderStopsBetweenMessages(t *testing.T) {
 		t.Fatalf("Read = %q, %v", buf[:n], err)
 	}
 	msg := append(keyedFrame(0x02, []byte("first half, "), k), keyedFrame(0x80, []byte("second half"), k)...)
-	r = newWSReader(&chunks{raw: msg, sizes: []int{5}}, &log)
+	r = newWSReader(&chunkReader{data: msg, chunks: []int{5}}, &log)
 	if n, err := r.Read(buf); err != nil || string(buf[:n]) != "first half, second half" {
 		t.Fatalf("Read = %q, %v; want the whole message in one Read", buf[:n], err)
 	}
@@ -266,7 +240,7 @@ func BenchmarkWSRead(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		var log ctlLog
 		for range b.N {
-			r := newWSReader(&chunks{raw: raw, sizes: []int{16 << 10}}, &log)
+			r := newWSReader(&chunkReader{data: raw, chunks: []int{16 << 10}}, &log)
 			for {
 				if _, err := r.Read(buf); err != nil {
 					break
@@ -278,7 +252,7 @@ func BenchmarkWSRead(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for range b.N {
 			b.StopTimer()
-			ws := gorillaOver(b, &chunks{raw: raw, sizes: []int{16 << 10}})
+			ws := gorillaOver(b, &chunkReader{data: raw, chunks: []int{16 << 10}})
 			b.StartTimer()
 			for {
 				_, r, err := ws.NextReader()
