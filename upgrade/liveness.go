@@ -67,7 +67,7 @@ func (c *wsConn) heard() {
 func (c *wsConn) applyDeadline() error {
 	t := c.idleAt
 	if c.quiet > 0 {
-		if live := c.extended.Add(c.quiet); t.IsZero() || live.Before(t) {
+		if live := c.liveUntil(); t.IsZero() || live.Before(t) {
 			t = live
 		}
 	}
@@ -77,6 +77,10 @@ func (c *wsConn) applyDeadline() error {
 	c.applied = t
 	return c.raw.SetReadDeadline(t)
 }
+
+// liveUntil is when the client, silent since it was last heard, has used up
+// its liveness allowance.
+func (c *wsConn) liveUntil() time.Time { return c.extended.Add(c.quiet) }
 
 // WaitReadable waits for the client's next bytes outside a read
 // (relay.Idle), until the liveness deadline at the latest, having given
@@ -105,7 +109,7 @@ func (c *wsConn) ping() {
 // is the relay's, and the read can be retried.
 func (c *wsConn) readErr(err error) error {
 	var ne net.Error
-	if c.quiet > 0 && errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(c.extended.Add(c.quiet)) {
+	if c.quiet > 0 && errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(c.liveUntil()) {
 		return fmt.Errorf("%w: nothing received for %v", ErrWebSocketPingTimeout, c.quiet)
 	}
 	return err

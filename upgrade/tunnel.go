@@ -142,7 +142,7 @@ func (c *wsConn) Close() error {
 
 func (c *wsConn) LocalAddr() net.Addr           { return c.ws.LocalAddr() }
 func (c *wsConn) RemoteAddr() net.Addr          { return c.ws.RemoteAddr() }
-func (c *wsConn) SetDeadline(t time.Time) error { return c.ws.NetConn().SetDeadline(t) }
+func (c *wsConn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
 
 // SetReadDeadline bounds reads; the liveness deadline, if earlier, still holds.
 func (c *wsConn) SetReadDeadline(t time.Time) error  { c.idleAt = t; return c.applyDeadline() }

@@ -37,9 +37,8 @@ type wsReader struct {
 	remaining int64 // payload bytes of the current data frame still to come
 	key       [4]byte
 	keyPos    int
-	drop      bool // the current message is text: skipped, as the tunnel is binary only
-	open      bool // a message has started and its final frame has not
-	openText  bool
+	open      bool  // a message has started and its final frame has not
+	text      bool  // the current (or last) message is text: skipped, as the tunnel is binary only
 	err       error // for good: a close, a protocol error, the connection's end
 }
 
@@ -106,7 +105,7 @@ func (r *wsReader) decode(b []byte) int {
 	for i < len(b) && r.err == nil {
 		if r.remaining > 0 {
 			k := int(min(r.remaining, int64(len(b)-i)))
-			if !r.drop {
+			if !r.text {
 				r.keyPos = unmaskTo(b[w:w+k], b[i:i+k], r.key, r.keyPos)
 				w += k
 			}
@@ -174,10 +173,9 @@ func (r *wsReader) frame() {
 	r.hn = 0
 	if op&0x08 == 0 {
 		if op != 0 {
-			r.openText = op == gwebsocket.TextMessage
+			r.text = op == gwebsocket.TextMessage
 		}
 		r.open = !fin
-		r.drop = r.openText
 		r.remaining = length
 		return
 	}
@@ -245,7 +243,7 @@ func (r *wsReader) closeFrame(payload []byte) {
 	r.ctl.onClose(code)
 	switch code {
 	case gwebsocket.CloseNormalClosure, gwebsocket.CloseGoingAway, gwebsocket.CloseNoStatusReceived:
-		if r.open && !r.openText {
+		if r.open && !r.text {
 			// The message it cuts short is lost: not a clean end (a
 			// text message is dropped anyway).
 			r.err = &gwebsocket.CloseError{Code: code, Text: text}
