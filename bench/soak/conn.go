@@ -227,6 +227,16 @@ func waitMessage(msg <-chan string, d time.Duration) string {
 	}
 }
 
+// hashExchange sends up bytes to the hash pod on dataS and reads down
+// bytes back, both checked by their SHA-256, then ends the stream.
+func hashExchange(dataS httpstream.Stream, up, down int, seed uint64) error {
+	if _, err := hashpod.Exchange(streamConn{dataS}, int64(up), int64(down), seed); err != nil {
+		return err
+	}
+	_ = dataS.Close()
+	return expectEOF(dataS)
+}
+
 // exchange moves the connection's bytes and checks them; it returns the
 // payload bytes checked.
 func (s *session) exchange(f fault, port int, dataS, errS httpstream.Stream, rng *rand.Rand, maxPayload int) (int64, error) {
@@ -240,11 +250,7 @@ func (s *session) exchange(f fault, port int, dataS, errS httpstream.Stream, rng
 		return 0, nil
 	case port == hashPort:
 		up, down := logSize(rng, maxPayload), logSize(rng, maxPayload)
-		if _, err := hashpod.Exchange(streamConn{dataS}, int64(up), int64(down), rng.Uint64()); err != nil {
-			return 0, err
-		}
-		_ = dataS.Close()
-		if err := expectEOF(dataS); err != nil {
+		if err := hashExchange(dataS, up, down, rng.Uint64()); err != nil {
 			return 0, err
 		}
 		return int64(up + down), nil

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/pfgateway/pfgateway/devcluster/hashpod"
 )
 
 // idleResult is what N idle sessions cost one gateway.
@@ -149,11 +147,7 @@ func (s *session) burst(n int, seed uint64, timeout time.Duration) error {
 		return err
 	}
 	defer s.conn.RemoveStreams(errS, dataS)
-	if _, err := hashpod.Exchange(streamConn{dataS}, int64(n), int64(n), seed); err != nil {
-		return err
-	}
-	_ = dataS.Close()
-	if err := expectEOF(dataS); err != nil {
+	if err := hashExchange(dataS, n, n, seed); err != nil {
 		return err
 	}
 	if m := waitMessage(msg, timeout); m != "" {
