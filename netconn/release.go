@@ -26,6 +26,14 @@ import (
 	"unsafe"
 )
 
+// keepInput is the buffer capacity ReleaseInput leaves alone. A small
+// record, such as a ping, grows crypto/tls's input buffer to about 576
+// bytes; giving that back would have the next ping allocate it again, and
+// at client-go's 5 s pings that churn (≈ 14 KiB a minute per idle
+// session) grew the heap toward the GC's goal while nothing moved. The
+// buffers a stream of full records leaves (16 KiB and more) still go.
+const keepInput = 2 << 10
+
 // tlsInput holds the offsets of the tls.Conn fields ReleaseInput resets.
 var tlsInput = func() (l struct {
 	ok                     bool
@@ -53,7 +61,8 @@ var tlsInput = func() (l struct {
 }()
 
 // ReleaseInput gives back c's input and handshake buffers if they hold no
-// byte and no Read is running, and reports whether it did. Call it only
+// byte, are larger than a small record needs and no Read is running, and
+// reports whether it did. Call it only
 // between reads on a connection whose handshake is complete.
 func ReleaseInput(c *tls.Conn) bool {
 	if !tlsInput.ok || c == nil {
@@ -71,8 +80,8 @@ func ReleaseInput(c *tls.Conn) bool {
 	if raw.Len() != 0 || input.Len() != 0 || hand.Len() != 0 {
 		return false // part of a record, or bytes not yet read: kept
 	}
-	if raw.Cap() == 0 && hand.Cap() == 0 {
-		return false
+	if raw.Cap()+hand.Cap() <= keepInput {
+		return false // a small record's: kept for the next one
 	}
 	*raw, *input, *hand = bytes.Buffer{}, bytes.Reader{}, bytes.Buffer{}
 	return true

@@ -121,6 +121,26 @@ func TestReleaseInputKeepsBytes(t *testing.T) {
 	if !bytes.Equal(got, first) || !bytes.Equal(rest, second) {
 		t.Fatalf("read %q then %q", got, rest)
 	}
+	ReleaseInput(client) // what the handshake left, if large
+	if _, err := server.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, got[:4]); err != nil || string(got[:4]) != "ping" {
+		t.Fatalf("read %q, %v", got[:4], err)
+	}
+	if raw, hand := inputCaps(client); raw == 0 || raw+hand > keepInput {
+		t.Fatalf("buffers of %d and %d bytes after a small record", raw, hand)
+	}
+	if ReleaseInput(client) {
+		t.Fatal("released a small record's buffer, which the next record would allocate again")
+	}
+
+	big := bytes.Repeat([]byte("c"), 64<<10)
+	go func() { _, _ = server.Write(big) }()
+	got = make([]byte, len(big))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
 	if !ReleaseInput(client) {
 		t.Fatal("not released once all was read")
 	}
