@@ -19,6 +19,10 @@ type idleResult struct {
 	// After a GC that returned the free heap to the OS (gwprof children),
 	// before and after the sessions.
 	liveBase, live *point
+	// Allocated and collected while the sessions sat idle: what keeps the
+	// heap growing toward the GC's goal when nothing moves.
+	quietAlloc, quietGCs float64
+	quiet                time.Duration
 }
 
 func (r idleResult) per(f func(point) int64) float64 {
@@ -87,7 +91,16 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	if err := <-errs; err != nil {
 		return res, err
 	}
+	quiet, err := scrape(gw.proc.AdminAddr, "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count")
+	if err != nil {
+		return res, err
+	}
 	time.Sleep(r.c.idleQuiet)
+	quietEnd, err := scrape(gw.proc.AdminAddr, "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count")
+	if err != nil {
+		return res, err
+	}
+	res.quietAlloc, res.quietGCs, res.quiet = quietEnd[0]-quiet[0], quietEnd[1]-quiet[1], r.c.idleQuiet
 	res.after, err = read(gw)
 	if err == nil && profiling {
 		// Where the idle sessions' memory is, and the live state's cost.
@@ -130,6 +143,11 @@ func idleReport(w io.Writer, results []idleResult) {
 			l := idleResult{n: r.n, before: *r.liveBase, after: *r.live}
 			p("| … after a GC that returned the free heap | %s | | | %s → %s |", l.memoryCells(), mib(l.before.rss), mib(l.after.rss))
 		}
+	}
+	p("")
+	for _, r := range results {
+		p("- %d × %s %s, while idle: %.2f KiB allocated per session per minute, %.0f collections.", r.n, r.gw, r.proto,
+			r.quietAlloc/1024/float64(r.n)/r.quiet.Minutes(), r.quietGCs)
 	}
 	p("")
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/pfgateway/pfgateway/authn"
 	"github.com/pfgateway/pfgateway/clusters"
 	"github.com/pfgateway/pfgateway/cmd/pfgateway/app/options"
+	"github.com/pfgateway/pfgateway/memreturn"
 	"github.com/pfgateway/pfgateway/metrics"
 	"github.com/pfgateway/pfgateway/netconn"
 	"github.com/pfgateway/pfgateway/podwatch"
@@ -55,6 +56,7 @@ type Gateway struct {
 	informers               informers.SharedInformerFactory
 	audit                   *audit.Auditor // nil without an audit sink
 	policy                  *policy.Loader // nil without --policy-file
+	memory                  *memreturn.Returner
 
 	clusters *clusters.Manager // nil without --clusters-config
 }
@@ -64,6 +66,7 @@ func New(c *completedConfig) (*Gateway, error) {
 	g := &Gateway{cfg: c, Registry: prometheus.NewRegistry()}
 	g.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(g.Registry)
+	g.memory = memreturn.New(c.opts.Memory.Returner(), g.Registry)
 	m.SetPortLabels(c.opts.Streams.MetricsPorts)
 	g.Sessions = session.NewRegistry(m)
 	g.Sessions.SetLimits(sessionLimits(c.opts.Limits))
@@ -191,6 +194,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		defer func() { cancel(); <-done }() // its informers are stopped before Run returns
 	}
 	go g.Sessions.Sweep(runCtx) // idle until some session has a time limit
+	go g.memory.Run(runCtx)
 
 	errc := make(chan error, 2)
 	go func() { errc <- g.admin.Serve(g.adminListener) }()

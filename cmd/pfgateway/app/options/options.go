@@ -33,6 +33,7 @@ type Options struct {
 	Limits        LimitsOptions
 	Shutdown      ShutdownOptions
 	Clusters      ClustersOptions
+	Memory        MemoryOptions
 }
 
 // ServingOptions configure the client-facing HTTPS listener.
@@ -137,6 +138,7 @@ func NewOptions() *Options {
 		Policy:        NewPolicyOptions(),
 		Limits:        NewLimitsOptions(),
 		Shutdown:      NewShutdownOptions(),
+		Memory:        NewMemoryOptions(),
 		Clusters:      NewClustersOptions(),
 	}
 }
@@ -189,6 +191,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Policy.AddFlags(fs)
 	o.Limits.AddFlags(fs)
 	o.Shutdown.AddFlags(fs)
+	o.Memory.AddFlags(fs)
 	o.Clusters.AddFlags(fs)
 }
 
@@ -272,6 +275,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Policy.Validate()...)
 	errs = append(errs, o.Limits.Validate()...)
 	errs = append(errs, o.Shutdown.Validate()...)
+	errs = append(errs, o.Memory.Validate()...)
 	errs = append(errs, o.Clusters.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }

@@ -24,22 +24,35 @@ func TestShutdownOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := NewOptions()
-			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-			o.AddFlags(fs)
-			if err := fs.Parse(tt.args); err != nil {
-				t.Fatal(err)
-			}
+			o := parsed(t, tt.args...)
 			if o.Shutdown != tt.want {
 				t.Fatalf("parsed %+v, want %+v", o.Shutdown, tt.want)
 			}
-			errs := o.Shutdown.Validate()
-			switch {
-			case tt.wantErr == "" && len(errs) > 0:
-				t.Fatalf("unexpected errors %v", errs)
-			case tt.wantErr != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.wantErr)):
-				t.Fatalf("errors %v, want one containing %q", errs, tt.wantErr)
-			}
+			checkErrs(t, o.Shutdown.Validate(), tt.wantErr)
 		})
+	}
+}
+
+// parsed is a fresh Options with every flag registered and args parsed.
+func parsed(t *testing.T, args ...string) *Options {
+	t.Helper()
+	o := NewOptions()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// checkErrs fails unless errs is empty (want "") or is one error
+// containing want.
+func checkErrs(t *testing.T, errs []error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && len(errs) > 0:
+		t.Fatalf("unexpected errors %v", errs)
+	case want != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), want)):
+		t.Fatalf("errors %v, want one containing %q", errs, want)
 	}
 }
