@@ -29,18 +29,19 @@ import (
 // maxHeldPlain is the longest remainder Writer sends as a held record.
 const maxHeldPlain = 1024
 
-// MaxHeld is the longest write Conn keeps back: a record of up to
-// maxHeldPlain bytes of plaintext with its TLS header, nonce and tag.
-const MaxHeld = maxHeldPlain + 64
+// MaxHeld is the most Conn keeps back: a record of up to maxHeldPlain
+// bytes of plaintext with its TLS header, nonce and tag, or that and a
+// WebSocket frame header's record before it.
+const MaxHeld = maxHeldPlain + 96
 
 // maxRecord is the most plaintext crypto/tls puts in one record once a
 // connection has warmed up (its dynamic record sizing starts smaller).
 const maxRecord = 16384
 
-// Conn is a connection under a tls.Conn that can join a short record with
-// the next. Between Hold and Release a write of at most MaxHeld bytes, when
-// nothing is held yet, is kept back and sent with the next write (or by
-// Release); every other write goes straight through. Writes keep their
+// Conn is a connection under a tls.Conn that can join short records with
+// the next. Between Hold and Release writes are kept back while they fit
+// in MaxHeld bytes together, and sent with the next write (or by Release);
+// every other write goes straight through. Writes keep their
 // order, whichever goroutine makes them (crypto/tls also writes alerts
 // and key updates on its own).
 type Conn struct {
@@ -78,14 +79,17 @@ func Of(c any) *Conn {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pending) == 0 {
-		if c.holding && len(p) <= MaxHeld {
-			if c.buf == nil {
-				c.buf = heldBufs.Get().(*[MaxHeld]byte)
-			}
-			c.pending = append(c.buf[:0], p...)
-			return len(p), nil
+	if c.holding && len(c.pending)+len(p) <= MaxHeld {
+		if c.buf == nil {
+			c.buf = heldBufs.Get().(*[MaxHeld]byte)
 		}
+		if len(c.pending) == 0 {
+			c.pending = c.buf[:0]
+		}
+		c.pending = append(c.pending, p...)
+		return len(p), nil
+	}
+	if len(c.pending) == 0 {
 		return c.Conn.Write(p)
 	}
 	held := len(c.pending)

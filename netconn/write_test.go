@@ -192,6 +192,20 @@ func TestConnHold(t *testing.T) {
 		{"long write not held", func(c *Conn) { c.Hold(); c.Write(big); c.Release() }, []string{string(big)}},
 		{"second short write joins the first", func(c *Conn) { c.Hold(); c.Write(small); c.Write([]byte("x")); c.Release() }, []string{"headx"}},
 		{"release without a write", func(c *Conn) { c.Hold(); c.Release(); c.Write(small) }, []string{"head"}},
+		{"short writes held while they fit together", func(c *Conn) {
+			c.Hold()
+			c.Write(small)
+			c.Write([]byte("x"))
+			c.Write([]byte("y"))
+			c.Write(big)
+			c.Release()
+		}, []string{"headxy" + string(big)}},
+		{"a short write past the held bound goes with the held ones", func(c *Conn) {
+			c.Hold()
+			c.Write(small)
+			c.Write(big[:MaxHeld-3])
+			c.Release()
+		}, []string{"head" + string(big[:MaxHeld-3])}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &rec{}
@@ -222,7 +236,7 @@ func TestConnErrors(t *testing.T) {
 		t.Fatalf("held write: %d, %v", n, err)
 	}
 	r.fail = boom
-	if n, err := c.Write([]byte("body")); n != 0 || !errors.Is(err, boom) {
+	if n, err := c.Write(bytes.Repeat([]byte("b"), MaxHeld)); n != 0 || !errors.Is(err, boom) {
 		t.Errorf("joined write on a broken connection: %d, %v; want 0, boom", n, err)
 	}
 	if err := c.Release(); err != nil {

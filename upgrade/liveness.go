@@ -31,8 +31,9 @@ var ErrWebSocketPingTimeout = errors.New("the WebSocket client answered no ping"
 // newWSConn wraps an upgraded tunnel and starts its pings; the caller must
 // not have started reading (read deadlines belong to the reader).
 func newWSConn(ws *gwebsocket.Conn, interval, timeout time.Duration) *wsConn {
-	c := &wsConn{ws: ws, raw: ws.NetConn(), done: make(chan struct{})}
+	c := &wsConn{raw: ws.NetConn(), done: make(chan struct{})}
 	c.rd = newWSReader((*rawReader)(c), c)
+	c.wr = newWSWriter(c.raw)
 	c.idle = netconn.IdleOf(c.raw)
 	if interval <= 0 {
 		return c
@@ -89,9 +90,9 @@ func (c *wsConn) WaitReadable() error { return c.idle.WaitReadable() }
 
 // ping sends a ping, and again every interval until the tunnel closes: a
 // timer, not a goroutine, so an idle tunnel holds no stack for it.
-// WriteControl may run alongside the relay's data writer (gorilla's
-// concurrency rule). It gets no write deadline: gorilla makes a timed-out
-// write fatal to the connection, and a client that reads slowly is alive.
+// It takes turns with the relay's data writer (wsWriter) and gets no write
+// deadline: a timed-out write is fatal to a TLS connection, and a client
+// that reads slowly is alive.
 // The read deadline is what ends a silent client.
 func (c *wsConn) ping() {
 	select {
@@ -99,7 +100,7 @@ func (c *wsConn) ping() {
 		return
 	default:
 	}
-	if err := c.ws.WriteControl(gwebsocket.PingMessage, nil, time.Time{}); err != nil {
+	if err := c.wr.writeControl(gwebsocket.PingMessage, nil, time.Time{}); err != nil {
 		return // the connection is broken or closing: the reader sees it
 	}
 	c.pinger.Reset(c.pingEvery) // after a Close, the next tick sees done and stops

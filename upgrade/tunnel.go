@@ -21,7 +21,6 @@ import (
 // prefix, and each write is one binary message.
 
 const (
-	wsBufSize = frameBufSize + 16 // a batch of frames plus the WebSocket frame header
 	// tunnelReadBufSize is gorilla's smallest read buffer: the largest
 	// control frame's payload.
 	tunnelReadBufSize = 125
@@ -29,8 +28,9 @@ const (
 	closeGrace = time.Second
 )
 
-// writePool shares write buffers between tunnels: a buffer is held only
-// while a message is written, so idle sessions hold none.
+// writePool is gorilla's write buffer pool. gorilla writes only the
+// handshake (wsWriter writes the frames), so it never takes a buffer; with
+// no pool it would keep the HTTP server's 4 KiB writer for good.
 var writePool sync.Pool
 
 func newUpgrader(protocol string) *gwebsocket.Upgrader {
@@ -42,7 +42,6 @@ func newUpgrader(protocol string) *gwebsocket.Upgrader {
 		// 4 KiB reader (0 would reuse it; the server lets go of it once
 		// the handler returns) or a 64 KiB one.
 		ReadBufferSize:  tunnelReadBufSize,
-		WriteBufferSize: wsBufSize,
 		WriteBufferPool: &writePool,
 		// Callers authenticate with certificates or bearer tokens, never
 		// cookies, so a cross-origin page gains nothing; the API server
@@ -54,11 +53,11 @@ func newUpgrader(protocol string) *gwebsocket.Upgrader {
 
 // wsConn carries a byte stream in binary WebSocket messages, like client-go's
 // TunnelingConnection, which is what the client runs on the other end. It
-// reads with wsReader and writes with gorilla.
+// reads with wsReader and writes with wsWriter; gorilla did the handshake.
 type wsConn struct {
-	ws   *gwebsocket.Conn
-	raw  net.Conn // under ws: what rd reads
+	raw  net.Conn // under the WebSocket: what rd reads and wr writes
 	rd   *wsReader
+	wr   *wsWriter
 	idle *netconn.TLS // raw, for the relay's idle reads; nil if it cannot wait
 
 	// Read deadlines (liveness.go), used by the reading goroutine only.
@@ -103,22 +102,22 @@ func (r *rawReader) Read(p []byte) (int, error) {
 // wsControl, on the reading goroutine. The answers are best effort, with
 // gorilla's own bound, as its default handlers do.
 func (c *wsConn) onPing(payload []byte) {
-	_ = c.ws.WriteControl(gwebsocket.PongMessage, payload, time.Now().Add(closeGrace))
+	_ = c.wr.writeControl(gwebsocket.PongMessage, payload, time.Now().Add(closeGrace))
 }
 
 func (c *wsConn) onPong() {} // heard already, as every byte is
 
 func (c *wsConn) onClose(code int) {
-	_ = c.ws.WriteControl(gwebsocket.CloseMessage, gwebsocket.FormatCloseMessage(code, ""), time.Now().Add(closeGrace))
+	_ = c.wr.writeControl(gwebsocket.CloseMessage, gwebsocket.FormatCloseMessage(code, ""), time.Now().Add(closeGrace))
 }
 
 func (c *wsConn) onProtocolError(reason string) {
 	data := gwebsocket.FormatCloseMessage(gwebsocket.CloseProtocolError, reason)
-	_ = c.ws.WriteControl(gwebsocket.CloseMessage, data[:min(len(data), maxControlPayload)], time.Now().Add(closeGrace))
+	_ = c.wr.writeControl(gwebsocket.CloseMessage, data, time.Now().Add(closeGrace))
 }
 
 func (c *wsConn) Write(p []byte) (int, error) {
-	if err := c.ws.WriteMessage(gwebsocket.BinaryMessage, p); err != nil {
+	if err := c.wr.writeMessage(p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -134,16 +133,16 @@ func (c *wsConn) Close() error {
 		if c.pinger != nil {
 			c.pinger.Stop()
 		}
-		_ = c.ws.WriteControl(gwebsocket.CloseMessage, gwebsocket.FormatCloseMessage(gwebsocket.CloseNormalClosure, ""), time.Now().Add(closeGrace))
-		err = c.ws.Close()
+		_ = c.wr.writeControl(gwebsocket.CloseMessage, gwebsocket.FormatCloseMessage(gwebsocket.CloseNormalClosure, ""), time.Now().Add(closeGrace))
+		err = c.raw.Close()
 	})
 	return err
 }
 
-func (c *wsConn) LocalAddr() net.Addr           { return c.ws.LocalAddr() }
-func (c *wsConn) RemoteAddr() net.Addr          { return c.ws.RemoteAddr() }
+func (c *wsConn) LocalAddr() net.Addr           { return c.raw.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr          { return c.raw.RemoteAddr() }
 func (c *wsConn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
 
 // SetReadDeadline bounds reads; the liveness deadline, if earlier, still holds.
 func (c *wsConn) SetReadDeadline(t time.Time) error  { c.idleAt = t; return c.applyDeadline() }
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error { c.wr.setWriteDeadline(t); return nil }
