@@ -40,16 +40,19 @@ func (c *Conn) WaitReadable() error {
 	if c.rc == nil {
 		return nil
 	}
-	first := true
-	// The peek runs after the runtime has armed its wait (RawRead resets
-	// the poller's readiness first), so bytes that arrived since the read
-	// that timed out are not missed.
-	return c.rc.Read(func(fd uintptr) bool {
-		if !first {
-			return true // the poller saw the socket readable
-		}
-		first = false
-		_, _, err := syscall.Recvfrom(int(fd), c.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN
-	})
+	c.waited = false
+	return c.rc.Read(c.ready)
+}
+
+// readable is WaitReadable's check, made once per connection (c.ready) so
+// that a wait allocates nothing. The peek runs after the runtime has armed
+// its wait (RawRead resets the poller's readiness first), so bytes that
+// arrived since the read that timed out are not missed.
+func (c *Conn) readable(fd uintptr) bool {
+	if c.waited {
+		return true // the poller saw the socket readable
+	}
+	c.waited = true
+	_, _, err := syscall.Recvfrom(int(fd), c.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err != syscall.EAGAIN
 }

@@ -54,14 +54,18 @@ type Conn struct {
 	arr     [2][]byte
 	bufs    net.Buffers // a field, so that writev's argument does not escape per call
 
-	rc   syscall.RawConn // idle.go; nil when not a socket
-	peek [1]byte
+	rc     syscall.RawConn // idle.go; nil when not a socket
+	ready  func(fd uintptr) bool
+	waited bool
+	peek   [1]byte
 }
 
 // NewConn wraps c.
 func NewConn(c net.Conn) *Conn {
 	nc := &Conn{Conn: c}
-	nc.rc = rawOf(c)
+	if nc.rc = rawOf(c); nc.rc != nil {
+		nc.ready = nc.readable
+	}
 	return nc
 }
 

@@ -59,7 +59,7 @@ func (s *side) idleTimeout(err error) bool {
 
 // read runs readLoop on src; if src goes quiet it hands the reading over
 // to a fresh goroutine that waits for src's next bytes and then calls
-// again, and reports false: the calling goroutine must end without doing
+// src.readOn, and reports false: the calling goroutine must end without doing
 // anything more. Otherwise it reports true and readLoop's error.
 //
 // Why a fresh goroutine: one blocked deep in a read keeps the 8 KiB stack
@@ -68,14 +68,17 @@ func (s *side) idleTimeout(err error) bool {
 // each reader grow it again. A fresh goroutine waiting in WaitReadable
 // starts at the runtime's small starting size and needs no GC to get
 // there; the reading one exits, and its stack goes back to the pool.
-func (r *relay) read(src, to *side, fromClient bool, again func()) (ended bool, err error) {
+func (r *relay) read(src, to *side, fromClient bool) (ended bool, err error) {
 	err = r.readLoop(src, to, fromClient)
 	if err == errIdle {
-		go func() {
-			src.disarmIdle()              // WaitReadable would return at once past a deadline
-			_ = src.c.Idle.WaitReadable() // a close wakes it too; the next read says so
-			again()
-		}()
+		if src.waitThenRead == nil {
+			src.waitThenRead = func() {
+				src.disarmIdle()              // WaitReadable would return at once past a deadline
+				_ = src.c.Idle.WaitReadable() // a close wakes it too; the next read says so
+				src.readOn()
+			}
+		}
+		go src.waitThenRead()
 		return false, nil
 	}
 	if src.br != nil {

@@ -139,6 +139,10 @@ type side struct {
 
 	br        *FrameReader // kept while a fresh goroutine waits to read on (read)
 	idleArmed time.Time    // when the read deadline of Conn.Idle was last set
+	// readOn reads the side on a fresh goroutine; waitThenRead waits for
+	// its bytes first. Made once per side, so that an idle session's wakes
+	// allocate no closure.
+	readOn, waitThenRead func()
 
 	wmu sync.Mutex // orders writes; encoding happens under it too
 	enc storedEncoder
@@ -250,13 +254,14 @@ func (r *relay) start(done func(End)) {
 				done(End{By: r.client.name, Err: err, Panic: v, Stack: debug.Stack()})
 			}
 		}()
-		ended, err := r.read(r.client, nil, true, readClient)
+		ended, err := r.read(r.client, nil, true)
 		if !ended {
 			return // a fresh goroutine reads on
 		}
 		r.end(result{r.client, err}) // unless something ended it first
 		done(r.teardown())
 	}
+	r.client.readOn = readClient
 	go readClient()
 }
 
@@ -357,7 +362,10 @@ func (r *relay) serveKubelet(k *side) {
 		}
 	}()
 	var err error
-	ended, err = r.read(k, r.client, false, func() { r.serveKubelet(k) })
+	if k.readOn == nil {
+		k.readOn = func() { r.serveKubelet(k) }
+	}
+	ended, err = r.read(k, r.client, false)
 	if !ended {
 		return // a fresh goroutine reads on
 	}

@@ -206,3 +206,28 @@ func BenchmarkRelayData(b *testing.B) {
 	_ = kc.Close()
 	<-done
 }
+
+func TestPlainPing(t *testing.T) {
+	ping := appendPing(nil, 7)
+	flagged := appendPing(nil, 7)
+	flagged[4] = 1
+	long := append(appendControlHeader(nil, typePing, 0, 5), 0, 0, 0, 7, 0)
+	for _, tc := range []struct {
+		name   string
+		frame  []byte
+		wantID uint32
+		wantOK bool
+	}{
+		{"should read a ping's id", ping, 7, true},
+		{"should leave a ping with flags to the decoder", flagged, 0, false},
+		{"should leave id 0 to the decoder", appendPing(nil, 0), 0, false},
+		{"should leave a 5-byte payload to the decoder", long, 0, false},
+		{"should leave other frames to the decoder", appendRst(nil, 7, 1), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if id, ok := plainPing(tc.frame); id != tc.wantID || ok != tc.wantOK {
+				t.Fatalf("plainPing = %d, %v; want %d, %v", id, ok, tc.wantID, tc.wantOK)
+			}
+		})
+	}
+}
