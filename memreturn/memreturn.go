@@ -32,8 +32,8 @@ type Options struct {
 	MinBytes uint64
 }
 
-// NewOptions returns the defaults: a look every 30 s, 8 MiB at least.
-func NewOptions() Options { return Options{Interval: 30 * time.Second, MinBytes: 8 << 20} }
+// NewOptions returns the defaults: a look every 30 s, 4 MiB at least.
+func NewOptions() Options { return Options{Interval: 30 * time.Second, MinBytes: 4 << 20} }
 
 // Heap is one look at the heap (runtime/metrics).
 type Heap struct {
@@ -48,13 +48,17 @@ type Heap struct {
 func (h Heap) Reclaimable() uint64 { return h.Objects - min(h.Live, h.Objects) + h.Free }
 
 // Worth reports whether returning memory now pays: the gateway allocated
-// less than an eighth of its live heap since prev (so the memory would
-// not be needed again soon, and the collection will not repeat soon), and
-// at least minBytes and a quarter of the live heap can be given back.
+// at most a quarter of its live heap since prev (at that pace the runtime's
+// own next collection, due after as much as is live, is several looks
+// away, and the memory would not be needed again soon), and at least
+// minBytes and an eighth of the live heap can be given back. So a quiet
+// gateway's RSS stays within about an eighth of its live heap (or
+// minBytes) of what it holds, for a collection now and then: an idle
+// session's pings allocate a little.
 func Worth(prev, cur Heap, minBytes uint64) bool {
-	quiet := cur.Allocated-prev.Allocated <= cur.Live/8
+	quiet := cur.Allocated-prev.Allocated <= cur.Live/4
 	r := cur.Reclaimable()
-	return quiet && r >= minBytes && r >= cur.Live/4
+	return quiet && r >= minBytes && r >= cur.Live/8
 }
 
 var samples = []metrics.Sample{

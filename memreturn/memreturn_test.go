@@ -13,23 +13,23 @@ import (
 
 func TestWorth(t *testing.T) {
 	const mib = 1 << 20
-	idle := Heap{Allocated: 1000 * mib, Live: 40 * mib, Objects: 60 * mib, Free: 10 * mib}
+	idle := Heap{Allocated: 1000 * mib, Live: 40 * mib, Objects: 50 * mib, Free: 5 * mib}
 	tests := []struct {
 		name      string
 		prev, cur Heap
 		min       uint64
 		want      bool
 	}{
-		{"should return a quiet heap's garbage and free memory", Heap{Allocated: 999 * mib}, idle, 8 * mib, true},
-		{"should leave a busy heap to the runtime", Heap{Allocated: 990 * mib}, idle, 8 * mib, false},
-		{"should count an eighth of the live heap as quiet", Heap{Allocated: 995 * mib}, idle, 8 * mib, true},
-		{"should not collect for less than the least worth it", Heap{Allocated: 999 * mib}, idle, 31 * mib, false},
-		{"should not collect for less than a quarter of the live heap", Heap{Allocated: 999 * mib},
-			Heap{Allocated: 1000 * mib, Live: 400 * mib, Objects: 450 * mib, Free: 40 * mib}, 8 * mib, false},
+		{"should return a quiet heap's garbage and free memory", Heap{Allocated: 999 * mib}, idle, 4 * mib, true},
+		{"should leave a busy heap to the runtime", Heap{Allocated: 989 * mib}, idle, 4 * mib, false},
+		{"should count a quarter of the live heap as quiet", Heap{Allocated: 990 * mib}, idle, 4 * mib, true},
+		{"should not collect for less than the least worth it", Heap{Allocated: 999 * mib}, idle, 16 * mib, false},
+		{"should not collect for less than an eighth of the live heap", Heap{Allocated: 999 * mib},
+			Heap{Allocated: 1000 * mib, Live: 400 * mib, Objects: 430 * mib, Free: 19 * mib}, 4 * mib, false},
 		{"should count free memory alone", Heap{Allocated: 999 * mib},
-			Heap{Allocated: 1000 * mib, Live: 40 * mib, Objects: 40 * mib, Free: 20 * mib}, 8 * mib, true},
+			Heap{Allocated: 1000 * mib, Live: 40 * mib, Objects: 40 * mib, Free: 5 * mib}, 4 * mib, true},
 		{"should not take objects below the live heap for garbage", Heap{Allocated: 999 * mib},
-			Heap{Allocated: 1000 * mib, Live: 40 * mib, Objects: 30 * mib, Free: 9 * mib}, 8 * mib, false},
+			Heap{Allocated: 1000 * mib, Live: 40 * mib, Objects: 30 * mib, Free: 4 * mib}, 4 * mib, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +46,7 @@ var keep, sink []byte
 // is collected and its memory returned, once; the counters say so.
 func TestReturnsGarbage(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	r := New(Options{Interval: time.Hour, MinBytes: 8 << 20}, reg)
+	r := New(Options{Interval: time.Hour, MinBytes: 4 << 20}, reg)
 	keep = make([]byte, 16<<20) // a live heap
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // the garbage stays until check collects it

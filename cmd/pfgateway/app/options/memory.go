@@ -27,7 +27,7 @@ func NewMemoryOptions() MemoryOptions {
 
 // AddFlags registers the memory flags on fs.
 func (o *MemoryOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.DurationVar(&o.ReturnInterval, "memory-return-interval", o.ReturnInterval, "How often the gateway looks at its heap and, if it allocated little since the last look and holds at least 8 MiB and a quarter of its live heap in garbage and free memory, collects and returns that memory to the OS (idle sessions then cost what they hold, not the GC's headroom too). 0 turns it off.")
+	fs.DurationVar(&o.ReturnInterval, "memory-return-interval", o.ReturnInterval, "How often the gateway looks at its heap and, if it allocated at most a quarter of its live heap since the last look and holds at least 4 MiB and an eighth of its live heap in garbage and free memory, collects and returns that memory to the OS (idle sessions then cost what they hold, not the GC's headroom too). 0 turns it off.")
 }
 
 // Validate returns every problem, each naming its flag.

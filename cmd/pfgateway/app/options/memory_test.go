@@ -20,8 +20,8 @@ func TestMemoryOptions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := parsed(t, tt.args...)
-			if got := o.Memory.Returner(); got.Interval != tt.interval || got.MinBytes != 8<<20 {
-				t.Fatalf("parsed %+v, want interval %v and 8 MiB", got, tt.interval)
+			if got := o.Memory.Returner(); got.Interval != tt.interval || got.MinBytes != 4<<20 {
+				t.Fatalf("parsed %+v, want interval %v and 4 MiB", got, tt.interval)
 			}
 			checkErrs(t, o.Memory.Validate(), tt.wantErr)
 		})

@@ -33,7 +33,7 @@ func TestDefaultOptions(t *testing.T) {
 		Audit:         AuditOptions{WebhookInitialBackoff: 10 * time.Second, BufferSize: 10000, Overflow: "drop"},
 		Authn:         NewAuthenticationOptions(), // pinned in TestAuthenticationDefaults
 		Limits:        LimitsOptions{},            // no limits: see TestLimitsOptions
-		Memory:        MemoryOptions{ReturnInterval: 30 * time.Second, ReturnMinBytes: 8 << 20},
+		Memory:        MemoryOptions{ReturnInterval: 30 * time.Second, ReturnMinBytes: 4 << 20},
 	}
 	if got := NewOptions(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults changed:\n got %+v\nwant %+v", got, want)
