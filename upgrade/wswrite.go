@@ -36,7 +36,7 @@ type wsWriter struct {
 	// UnixNano, 0 for none; applied is what raw has.
 	deadline atomic.Int64
 	applied  time.Time
-	err      error // the first write error: the stream is broken after it
+	err      error // the first write error (the stream is broken after it), or ErrCloseSent
 	hdr      [maxWSHeader]byte
 }
 
@@ -81,7 +81,11 @@ func (w *wsWriter) writeControl(op int, payload []byte, deadline time.Time) erro
 		}
 	}
 	defer func() { w.lock <- struct{}{} }()
-	return w.frameLocked(op, payload[:min(len(payload), maxControlPayload)], deadline)
+	err := w.frameLocked(op, payload[:min(len(payload), maxControlPayload)], deadline)
+	if err == nil && op == gwebsocket.CloseMessage {
+		w.err = gwebsocket.ErrCloseSent // no frame may follow a close (RFC 6455 5.5.1), as in gorilla
+	}
+	return err
 }
 
 // setWriteDeadline sets the relay's write deadline for the messages that

@@ -114,6 +114,9 @@ func TestWSWriter(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	_ = c.Close()
+	if _, err := c.Write([]byte("after the close")); !errors.Is(err, gwebsocket.ErrCloseSent) {
+		t.Fatalf("a write after the close frame: %v, want %v", err, gwebsocket.ErrCloseSent)
+	}
 	select {
 	case err := <-read:
 		var ce *gwebsocket.CloseError
