@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): static checks, every package under
-# the race detector, then the end-to-end tier again without it so the client
-# matrix moves its full 64 MiB payloads each way, then the control-plane tier
+# the race detector, the allocation checks without it, then the end-to-end
+# tier again without it so the client matrix moves its full 64 MiB payloads
+# each way, then the control-plane tier
 # (etcd and a real kube-apiserver; hack/kube-apiserver.sh builds the binary,
 # and the tier skips without it, or fails with CI=true). The chart tests
 # (test/chart, and test/controlplane's TestChart*) need hack/helm.sh's helm.
@@ -22,6 +23,9 @@ go vet ./...
 
 echo "== go test -race (unit and end-to-end)"
 go test -race -count=1 -timeout 30m $(go list ./... | grep -v /test/controlplane)
+
+echo "== go test (allocation checks, which the race detector's own allocations would fail)"
+go test -count=1 -run 'Allocs' ./upgrade/...
 
 echo "== go test (end-to-end, full payloads)"
 go test -count=1 -timeout 30m ./test/e2e/...

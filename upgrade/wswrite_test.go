@@ -2,10 +2,8 @@ package upgrade
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -128,23 +126,6 @@ func TestWSWriter(t *testing.T) {
 	}
 	if pings.Load() == 0 || pongs.Load() == 0 {
 		t.Fatalf("%d pings and %d pongs between the messages, want some of each", pings.Load(), pongs.Load())
-	}
-}
-
-// TestWSWriterAllocs: a message costs the writer no allocation.
-func TestWSWriterAllocs(t *testing.T) {
-	c, client := wsWriterPair(t, 0)
-	// Drained below TLS: a TLS reader's own allocations would count too.
-	go func() { _, _ = io.Copy(io.Discard, client.NetConn().(*tls.Conn).NetConn()) }()
-	for _, n := range []int{100, 32776, frameBufSize} {
-		p := make([]byte, n)
-		if allocs := testing.AllocsPerRun(200, func() {
-			if _, err := c.Write(p); err != nil {
-				t.Fatal(err)
-			}
-		}); allocs != 0 {
-			t.Errorf("%d-byte messages: %.1f allocations each", n, allocs)
-		}
 	}
 }
 
