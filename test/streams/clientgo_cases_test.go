@@ -177,6 +177,12 @@ func cgLocalReset(t *testing.T, e *env) result {
 	f.logf("local: wrote %s, reset", describe(payloadUp))
 	f.logf("%v", p.event(t))
 	f.waitFrame("< FIN s1")
+	// The kubelet's handler closes the error stream before the data
+	// stream (deferred Closes, cri-streaming's portForward): after the
+	// client's FIN of s2, the kubelet's comes after FIN s1.
+	if strings.Contains("\n"+string(f.frames()), "\n> FIN s2\n") {
+		f.waitFrame("< FIN s2")
+	}
 	r := f.result()
 	r.frames = finOrReset(t, r.frames, "s2")
 	return r
