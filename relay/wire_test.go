@@ -231,3 +231,35 @@ func TestPlainPing(t *testing.T) {
 		})
 	}
 }
+
+// TestPlainPingCoversDecodedPings: every PING the decoder accepts is one
+// plainPing takes, so control's fast path answers them all.
+func TestPlainPingCoversDecodedPings(t *testing.T) {
+	decoded := 0
+	for _, flags := range []byte{0, 1, 2} {
+		for _, id := range []uint32{0, 1, 2, 0x7fffffff, 0xffffffff} {
+			for _, extra := range [][]byte{nil, {0}, {0, 0, 0, 0}} {
+				f := appendPing(nil, id)
+				f[4] = flags
+				f = append(f, extra...)
+				f[7] = byte(len(f) - headerLen) // payload length (< 256)
+				for _, short := range []int{0, 2} {
+					frame := f[:len(f)-short]
+					frame[7] = byte(len(frame) - headerLen)
+					_, ok := plainPing(frame)
+					d, err := newDecoder().decode(frame)
+					if err != nil {
+						continue
+					}
+					decoded++
+					if !ok {
+						t.Errorf("flags %d id %#x payload %d: decoded as %T, but plainPing refuses it", flags, id, len(frame)-headerLen, d)
+					}
+				}
+			}
+		}
+	}
+	if decoded == 0 {
+		t.Fatal("the decoder accepted none of the pings: the check above never ran")
+	}
+}
