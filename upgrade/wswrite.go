@@ -115,6 +115,9 @@ func (w *wsWriter) frameLocked(op int, p []byte, deadline time.Time) error {
 	}
 	_, err := w.raw.Write(h)
 	if err == nil && len(p) > 0 {
+		// A split message's Hold and Release inside w.w end the hold with
+		// its last record: nothing follows, so the Release below finds
+		// nothing held.
 		_, err = w.w.Write(p)
 	}
 	if w.held != nil {

@@ -91,12 +91,15 @@ func (r *runner) measureIdle(gw *gateway, proto string, n int) (idleResult, erro
 	if err := <-errs; err != nil {
 		return res, err
 	}
-	quiet, err := scrape(gw.proc.AdminAddr, "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count")
+	allocsAndGCs := func() ([]float64, error) {
+		return scrape(gw.proc.AdminAddr, "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count")
+	}
+	quiet, err := allocsAndGCs()
 	if err != nil {
 		return res, err
 	}
 	time.Sleep(r.c.idleQuiet)
-	quietEnd, err := scrape(gw.proc.AdminAddr, "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count")
+	quietEnd, err := allocsAndGCs()
 	if err != nil {
 		return res, err
 	}
