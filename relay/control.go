@@ -171,6 +171,7 @@ func (r *relay) lookup(src *side, id uint32, fromClient bool) *stream {
 func (r *relay) kubeletReply(src *side, f *spdy.SynReplyFrame, o *outbox) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.answered(src, uint32(f.StreamId))
 	st := src.streams[uint32(f.StreamId)]
 	if st == nil || st.kReplied {
 		return // gone, or a second reply (spdystream ignores it)
@@ -198,6 +199,9 @@ func (r *relay) kubeletReply(src *side, f *spdy.SynReplyFrame, o *outbox) {
 func (r *relay) rst(src *side, id, status uint32, fromClient bool, o *outbox) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !fromClient {
+		r.answered(src, id) // a refusal answers a SYN_STREAM too
+	}
 	st := r.lookup(src, id, fromClient)
 	if st == nil {
 		return

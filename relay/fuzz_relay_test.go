@@ -99,6 +99,7 @@ func runScript(t *testing.T, opts, kseed, seg byte, script []byte) {
 		Conn{R: cIn, W: cOut, Close: func() error { cIn.closeRead(); cOut.closeWrite(); return nil }},
 		Conn{R: kIn, W: kOut, Close: func() error { kIn.closeRead(); kOut.closeWrite(); return nil }},
 		o)
+	r.answerGrace = time.Millisecond // the fake kubelet is often silent
 	k := newFakeKubelet(kOut, kIn, kseed)
 	kDone := make(chan struct{})
 	go func() { defer close(kDone); k.run() }()

@@ -193,9 +193,7 @@ func (r *relay) dialed(c Conn, err error) {
 	r.restartLiveness()
 	for _, st := range waiting {
 		if r.byClient[st.cid] == st && st.kid == 0 && (st.p == nil || !st.p.denied) {
-			st.kid, st.k = k.nextKID, k
-			k.nextKID += 2
-			k.streams[st.kid] = st
+			k.opened(st)
 			o = append(o, out{to: k, syn: st.syn, id: st.kid, h: st.h})
 		}
 		st.syn, st.h = nil, nil

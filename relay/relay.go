@@ -154,6 +154,10 @@ type side struct {
 	pingID  uint32 // the gateway's next ping id on this connection (odd)
 	lost    bool   // the connection is gone; its streams were ended
 	cause   error  // why the gateway closed it (ping timeout, failed write)
+	// unanswered holds the ids whose SYN_STREAM went out and whose
+	// SYN_REPLY or RST has not come back (answers.go); nil when none.
+	unanswered  map[uint32]struct{}
+	readerEnded bool // its reader returned for good
 }
 
 func newKubeletSide(c Conn) *side {
@@ -212,14 +216,16 @@ func newRelay(client, kubelet Conn, o Options) *relay {
 	o.Reconnect = o.Reconnect.withDefaults()
 	stopCtx, stop := context.WithCancel(context.Background())
 	return &relay{
-		o:        o,
-		client:   &side{name: "client", c: client, dec: newDecoder()},
-		kubelet:  newKubeletSide(kubelet),
-		byClient: map[uint32]*stream{},
-		pairs:    map[string]*pair{},
-		overCh:   make(chan struct{}),
-		stopCtx:  stopCtx,
-		stopDial: stop,
+		o:           o,
+		client:      &side{name: "client", c: client, dec: newDecoder()},
+		kubelet:     newKubeletSide(kubelet),
+		byClient:    map[uint32]*stream{},
+		pairs:       map[string]*pair{},
+		overCh:      make(chan struct{}),
+		answers:     make(chan struct{}, 1),
+		answerGrace: answerGrace,
+		stopCtx:     stopCtx,
+		stopDial:    stop,
 	}
 }
 
@@ -280,6 +286,9 @@ func (r *relay) teardown() End {
 	pingExpired := r.stopLiveness()
 	if pingExpired {
 		first = result{kubelet, r.pingTimeoutErr()}
+	}
+	if first.by == r.client && !pingExpired && !kubeletLost {
+		r.awaitAnswers(kubelet) // before the GOAWAY and close (answers.go)
 	}
 
 	var gone Outcome
@@ -343,6 +352,10 @@ func (r *relay) serveKubelet(k *side) {
 	ended := false
 	defer func() {
 		if ended {
+			r.mu.Lock()
+			k.readerEnded = true
+			r.mu.Unlock()
+			r.wakeAnswers()
 			r.kwg.Done()
 		}
 	}()

@@ -43,21 +43,23 @@ type relay struct {
 
 	// Kubelet replacement (redial.go). kubelet is the current connection;
 	// it changes only under mu.
-	ending     bool           // the session is ending: replace nothing (end)
-	first      result         // why it ends, once ending
-	overCh     chan struct{}  // closed once ending
-	stopWG     sync.WaitGroup // a Stop's goroutine (stop.go)
-	panicked   any            // a kubelet reader's panic, for End
-	panicStack []byte
-	kwg        sync.WaitGroup  // kubelet readers
-	dialWG     sync.WaitGroup  // the redial goroutine
-	stopCtx    context.Context // cancelled when the session ends
-	stopDial   context.CancelFunc
-	dialing    bool
-	waiting    []*stream // client streams waiting for a new kubelet connection
-	backoff    time.Duration
-	losses     int
-	reconnects int
+	ending      bool          // the session is ending: replace nothing (end)
+	first       result        // why it ends, once ending
+	overCh      chan struct{} // closed once ending
+	answers     chan struct{} // a kubelet answered its last stream (answers.go)
+	answerGrace time.Duration
+	stopWG      sync.WaitGroup // a Stop's goroutine (stop.go)
+	panicked    any            // a kubelet reader's panic, for End
+	panicStack  []byte
+	kwg         sync.WaitGroup  // kubelet readers
+	dialWG      sync.WaitGroup  // the redial goroutine
+	stopCtx     context.Context // cancelled when the session ends
+	stopDial    context.CancelFunc
+	dialing     bool
+	waiting     []*stream // client streams waiting for a new kubelet connection
+	backoff     time.Duration
+	losses      int
+	reconnects  int
 }
 
 // stream is one SPDY stream as both sides know it.

@@ -103,9 +103,7 @@ func (r *relay) clientSyn(f *spdy.SynStreamFrame, o *outbox) {
 		return
 	}
 	k := r.kubelet
-	st.kid, st.k = k.nextKID, k
-	k.nextKID += 2
-	k.streams[st.kid] = st
+	k.opened(st)
 	if r.o.EarlyReply && valid {
 		// Exact because the kubelet's answer is a function of the headers
 		// checked above; only its silence is left to time.
@@ -223,6 +221,7 @@ func (r *relay) replyTimeout(st *stream) {
 		}
 		if s.kid != 0 {
 			o.rst(s.k, s.kid, rstCancel)
+			r.answered(s.k, s.kid) // given up on: a hung kubelet never answers
 		}
 		o.rst(r.client, s.cid, rstCancel)
 		r.remove(s)

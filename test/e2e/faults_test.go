@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -108,11 +107,7 @@ func TestFaults(t *testing.T) {
 			f0.stop()
 			<-f0.done
 			e.waitIdle(t)
-			g0 := steady(runtimeGoroutines)
-			fd0, err := openFDs()
-			if err != nil {
-				t.Fatal(err)
-			}
+			base := takeBaseline(t)
 
 			f := startForward(t, dialer(t, kind, e.cfg, e.pfURL("", "hash")), hashPort)
 			faults := []struct {
@@ -230,16 +225,7 @@ func TestFaults(t *testing.T) {
 				t.Errorf("forwarded connection logs: %d lost, %d unreachable with their messages, want 2 and 2", lost, unreachable)
 			}
 
-			g1 := settle(20*time.Second, g0+leakTolerance, runtimeGoroutines)
-			fd1 := settle(20*time.Second, fd0+4, func() int { n, _ := openFDs(); return n })
-			t.Logf("goroutines %d → %d, open fds %d → %d", g0, g1, fd0, fd1)
-			if g1 > g0+leakTolerance {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutine leak: %d before, %d after\n%s", g0, g1, buf[:runtime.Stack(buf, true)])
-			}
-			if fd1 > fd0+4 {
-				t.Errorf("file descriptor leak: %d open before, %d after", fd0, fd1)
-			}
+			base.check(t, "")
 		})
 	}
 }

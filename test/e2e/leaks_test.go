@@ -89,21 +89,42 @@ func TestNoLeaks(t *testing.T) {
 		e.waitIdle(t)
 	}
 	batch(1) // warm up: lazily started goroutines and pools stay
-	g0 := steady(runtimeGoroutines)
-	fd0, err := openFDs()
+	base := takeBaseline(t)
+	const rounds = 10
+	batch(rounds)
+	base.check(t, fmt.Sprintf("after %d sessions", rounds*3))
+}
+
+// leakBaseline is what the process holds once it is steady, before the
+// sessions under test: its goroutines and open file descriptors.
+type leakBaseline struct{ goroutines, fds int }
+
+func takeBaseline(t *testing.T) leakBaseline {
+	t.Helper()
+	g := steady(runtimeGoroutines)
+	fds, err := openFDs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rounds = 10
-	batch(rounds)
-	g1 := settle(20*time.Second, g0+leakTolerance, runtimeGoroutines)
-	fd1 := settle(20*time.Second, fd0+4, func() int { n, _ := openFDs(); return n })
-	t.Logf("after %d sessions: goroutines %d → %d, open fds %d → %d", rounds*3, g0, g1, fd0, fd1)
-	if g1 > g0+leakTolerance {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutine leak: %d before, %d after\n%s", g0, g1, buf[:runtime.Stack(buf, true)])
+	return leakBaseline{g, fds}
+}
+
+// check waits for the process to come back to b, within leakTolerance
+// goroutines and 4 file descriptors, and fails t if it does not; what
+// prefixes the log line.
+func (b leakBaseline) check(t *testing.T, what string) {
+	t.Helper()
+	g := settle(20*time.Second, b.goroutines+leakTolerance, runtimeGoroutines)
+	fds := settle(20*time.Second, b.fds+4, func() int { n, _ := openFDs(); return n })
+	if what != "" {
+		what += ": "
 	}
-	if fd1 > fd0+4 {
-		t.Errorf("file descriptor leak: %d open before, %d after", fd0, fd1)
+	t.Logf("%sgoroutines %d → %d, open fds %d → %d", what, b.goroutines, g, b.fds, fds)
+	if g > b.goroutines+leakTolerance {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutine leak: %d before, %d after\n%s", b.goroutines, g, buf[:runtime.Stack(buf, true)])
+	}
+	if fds > b.fds+4 {
+		t.Errorf("file descriptor leak: %d open before, %d after", b.fds, fds)
 	}
 }

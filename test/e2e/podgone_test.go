@@ -4,7 +4,6 @@ import (
 	"maps"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -60,11 +59,7 @@ func TestPodGoneEndsSessions(t *testing.T) {
 	// Warm up (lazily started goroutines stay), then count.
 	e.openLive(t, dialSPDY, "hash").conn.Close()
 	e.waitIdle(t)
-	g0 := steady(runtimeGoroutines)
-	fd0, err := openFDs()
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := takeBaseline(t)
 
 	doomed := []*liveForward{e.openLive(t, dialSPDY, "doomed"), e.openLive(t, dialTunnel, "doomed")}
 	bystander := e.openLive(t, dialSPDY, "hash")
@@ -102,16 +97,7 @@ func TestPodGoneEndsSessions(t *testing.T) {
 	})
 	e.waitIdle(t)
 
-	g1 := settle(20*time.Second, g0+leakTolerance, runtimeGoroutines)
-	fd1 := settle(20*time.Second, fd0+4, func() int { n, _ := openFDs(); return n })
-	t.Logf("goroutines %d → %d, open fds %d → %d", g0, g1, fd0, fd1)
-	if g1 > g0+leakTolerance {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutine leak: %d before, %d after\n%s", g0, g1, buf[:runtime.Stack(buf, true)])
-	}
-	if fd1 > fd0+4 {
-		t.Errorf("file descriptor leak: %d open before, %d after", fd0, fd1)
-	}
+	base.check(t, "")
 
 	want := map[string]float64{
 		"outcome=pod_deleted,protocol=spdy": 1, "outcome=pod_deleted,protocol=websocket": 2,
