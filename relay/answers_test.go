@@ -62,7 +62,7 @@ func TestSessionEndWaitsForKubeletAnswers(t *testing.T) {
 				t.Fatalf("kubelet got %#v, want the client's GOAWAY", g)
 			}
 			waited := time.Since(left)
-			expectEOF(t, h.kubelet)
+			expectEOF(t, h.kubelet, "after the GOAWAY, the kubelet side")
 			end := <-h.end
 			h.end <- end
 			if end.By != "client" || end.Err != nil {
@@ -75,10 +75,12 @@ func TestSessionEndWaitsForKubeletAnswers(t *testing.T) {
 	}
 }
 
-func expectEOF(t *testing.T, c net.Conn) {
+// expectEOF fails unless c (what side names) reads nothing more and
+// then EOF within 5 s: the relay closed it.
+func expectEOF(t *testing.T, c net.Conn, side string) {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if b, err := io.ReadAll(c); err != nil || len(b) > 0 {
-		t.Fatalf("after the GOAWAY the kubelet read %d bytes, %v; want EOF", len(b), err)
+		t.Fatalf("%s read %d bytes, %v; want EOF", side, len(b), err)
 	}
 }
