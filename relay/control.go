@@ -208,9 +208,10 @@ func (r *relay) rst(src *side, id, status uint32, fromClient bool, o *outbox) {
 	}
 	if fromClient {
 		// Not while a Stop closes the session: the kubelet connection
-		// closes anyway, and a RST racing the kubelet's own close of the
-		// stream trips a data race inside spdystream (handleResetFrame
-		// writes Stream.replied unlocked), as the stop's own resets did.
+		// closes anyway. The stop's own resets tripped spdystream's
+		// handleResetFrame on a stream whose reply had failed (answers.go
+		// has why); teardown now waits for the kubelet's answers, which
+		// covers that too, but a stop still passes no reset on.
 		if st.kid != 0 && r.stopMsg == "" {
 			o.rst(st.k, st.kid, status)
 		}
